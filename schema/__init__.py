@@ -1,0 +1,1 @@
+"""Database schema: table metadata (``schema.tables``) and Alembic migrations."""

@@ -1,0 +1,19 @@
+"""The Celery application, configured from ``celeryconfig``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+app = Celery("badges")
+app.config_from_object("celeryconfig")
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    # A forked pool process must not reuse the parent's database sockets.
+    from worker.db import dispose_engines
+
+    dispose_engines(close=False)

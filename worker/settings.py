@@ -1,0 +1,95 @@
+"""Typed configuration, read from the environment in one place.
+
+With nothing set the project runs on an *embedded default*: a SQLite file and
+kombu's ``filesystem://`` transport, both inside one local data directory, so
+``badges demo`` works right after installing.  Production sets
+``DATABASE_URL`` (PostgreSQL) and ``BROKER_URL`` (Redis).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the embedded default keeps its SQLite file and broker folders.
+DEFAULT_DATA_DIR = Path(".badges-data")
+
+#: Redis re-delivers an unacknowledged message after this many seconds.  With
+#: ``acks_late`` a task may be running that long before it looks lost, so every
+#: retry countdown is kept well below it (see ``max_retry_delay_s``).
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600
+
+
+class Settings(BaseSettings):
+    """Everything configurable.  Environment names are the field names, upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    broker_url: str | None = None
+    push_gateway_url: str | None = None
+    push_gateway_token: str | None = None
+    api_jwt_secret: str | None = None
+    timezone: str = "Europe/Oslo"
+    badges_data_dir: Path = DEFAULT_DATA_DIR
+    broker_visibility_timeout_s: int = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, ge=60)
+    #: Upper bound of any retry countdown: half the visibility timeout, so a
+    #: retried task is never re-delivered as "lost" while it waits.
+    max_retry_delay_s: int = Field(default=600, ge=1)
+    push_max_attempts: int = Field(default=6, ge=1)
+    push_connect_timeout_s: float = Field(default=3.0, gt=0)
+    push_read_timeout_s: float = Field(default=10.0, gt=0)
+    push_backoff_base_s: float = Field(default=2.0, gt=0)
+    outbox_relay_interval_s: float = Field(default=30.0, gt=0)
+    outbox_grace_period_s: float = Field(default=60.0, ge=0)
+    tier_reevaluation_interval_s: float = Field(default=900.0, gt=0)
+    reconcile_hour: int = Field(default=3, ge=0, le=23)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded default (no server configured)."""
+        return self.database_url is None and self.broker_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.badges_data_dir / 'badges.sqlite3').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://localhost/"
+
+    @property
+    def broker_folder(self) -> Path:
+        """The shared folder of the filesystem transport (embedded default only)."""
+        return (self.badges_data_dir / "broker").resolve()
+
+    def ensure_data_dir(self) -> None:
+        if self.database_url is None or self.broker_url is None:
+            self.badges_data_dir.mkdir(parents=True, exist_ok=True)
+        if self.broker_url is None:
+            for sub in ("queue", "processed"):
+                (self.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,45 @@
+"""Small dialect-portable SQL helpers (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+
+def insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing/update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def upsert_changed(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    compare: Sequence[str],
+    also_set: Sequence[str] = (),
+) -> int:
+    """Insert rows, or update those whose ``compare`` columns differ.
+
+    Rows identical to what is stored are left alone (so re-applying the same
+    configuration changes nothing, not even ``updated_at``).  Returns the
+    number of rows inserted or changed.
+    """
+    if not rows:
+        return 0
+    stmt: Insert = insert_for(conn, table).values(list(rows))
+    excluded = stmt.excluded  # type: ignore[attr-defined]
+    changed = or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare))
+    stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+        index_elements=[table.c[k] for k in key],
+        set_={c: excluded[c] for c in (*compare, *also_set)},
+        where=changed,
+    )
+    return int(conn.execute(stmt).rowcount or 0)
