@@ -53,16 +53,31 @@ def deleted_event(
         "event_type": "activity.deleted",
         "schema_version": 1,
         "occurred_at": occurred_at.isoformat(),
-        "activity": {"id": str(activity_id), "organisation_id": str(org), "peer_mentor_id": str(mentor)},
+        "activity": {
+            "id": str(activity_id),
+            "organisation_id": str(org),
+            "peer_mentor_id": str(mentor),
+        },
     }
 
 
 def badge(org: uuid.UUID, code: str, criteria: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"organisation_id": str(org), "code": code, "name": code.title(), "criteria": criteria, **extra}
+    return {
+        "organisation_id": str(org),
+        "code": code,
+        "name": code.title(),
+        "criteria": criteria,
+        **extra,
+    }
 
 
 def threshold(min_count: int, *types: str) -> dict[str, Any]:
-    return {"type": "threshold", "version": 1, "activity_types": list(types), "min_count": min_count}
+    return {
+        "type": "threshold",
+        "version": 1,
+        "activity_types": list(types),
+        "min_count": min_count,
+    }
 
 
 def streak(period: str, min_length: int, *types: str) -> dict[str, Any]:
@@ -93,5 +108,7 @@ def wait_for(
         if until(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what or 'condition'}; last value: {value!r}")
+            raise AssertionError(
+                f"gave up waiting for {what or 'condition'}; last value: {value!r}"
+            )
         time.sleep(0.1)

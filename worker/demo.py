@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid5
 
 from worker.criteria import MentorStats, StreakKey, evaluate, parse_criteria, streak_keys
 from worker.streaks import Period, longest_streak
@@ -127,9 +127,23 @@ class DemoData:
     final_activities: dict[UUID, dict[str, Any]] = field(default_factory=dict)  # live ones
 
 
-def _event(event_type: str, occurred_at: datetime, activity: dict[str, Any]) -> dict[str, Any]:
+class _Ids:
+    """Ids unique to one demo organisation, reproducible from its id and the seed."""
+
+    def __init__(self, org: UUID) -> None:
+        self.org = org
+        self.counter = 0
+
+    def __call__(self, kind: str) -> UUID:
+        self.counter += 1
+        return uuid5(self.org, f"{kind}-{self.counter}")
+
+
+def _event(
+    ids: _Ids, event_type: str, occurred_at: datetime, activity: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "event_id": str(uuid4()),
+        "event_id": str(ids("event")),
         "event_type": event_type,
         "schema_version": 1,
         "occurred_at": occurred_at.isoformat(),
@@ -144,7 +158,8 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
     to another date or type, a few deletions, and a few malformed events.
     """
     rng = random.Random(seed)
-    mentor_ids = [uuid4() for _ in range(mentors)]
+    ids = _Ids(org)
+    mentor_ids = [ids("mentor") for _ in range(mentors)]
     events: list[dict[str, Any]] = []
     live: dict[UUID, dict[str, Any]] = {}
     start = date(year, 1, 1)
@@ -159,7 +174,7 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
                 day = start + timedelta(days=7 * week + rng.randint(0, 6))
                 kind = rng.choices(ACTIVITY_TYPES, weights=(5, 3, 2, 1))[0]
                 activity = {
-                    "id": str(uuid4()),
+                    "id": str(ids("activity")),
                     "organisation_id": str(org),
                     "peer_mentor_id": str(mentor),
                     "activity_type": kind,
@@ -167,12 +182,12 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
                     "course_id": None,
                 }
                 clock += timedelta(minutes=rng.randint(1, 90))
-                events.append(_event("activity.saved", clock, activity))
+                events.append(_event(ids, "activity.saved", clock, activity))
                 live[UUID(activity["id"])] = activity
         if index % 3 == 0:
             course = COURSES[0] if index % 2 == 0 else COURSES[1]
             activity = {
-                "id": str(uuid4()),
+                "id": str(ids("activity")),
                 "organisation_id": str(org),
                 "peer_mentor_id": str(mentor),
                 "activity_type": "training_completed",
@@ -180,7 +195,7 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
                 "course_id": course,
             }
             clock += timedelta(minutes=5)
-            events.append(_event("activity.saved", clock, activity))
+            events.append(_event(ids, "activity.saved", clock, activity))
             live[UUID(activity["id"])] = activity
 
     # Updates: move a few activities to another date or type (a later occurred_at wins).
@@ -196,7 +211,7 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
         else:
             activity["activity_type"] = rng.choice(ACTIVITY_TYPES)
         clock += timedelta(minutes=3)
-        events.append(_event("activity.saved", clock, activity))
+        events.append(_event(ids, "activity.saved", clock, activity))
         live[UUID(activity["id"])] = activity
     # Deletions: a few activities are removed again.
     for event in rng.sample(saved, k=min(6, len(saved))):
@@ -204,6 +219,7 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
         clock += timedelta(minutes=3)
         events.append(
             _event(
+                ids,
                 "activity.deleted",
                 clock,
                 {k: activity[k] for k in ("id", "organisation_id", "peer_mentor_id")},
@@ -217,8 +233,12 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
     # Malformed events: quarantined, never retried.
     invalid = [
         {"event_type": "activity.saved", "schema_version": 1},
-        {**_event("activity.saved", clock, {**saved[0]["activity"], "activity_type": "Bad Type"})},
-        {**_event("activity.saved", clock, saved[1]["activity"]), "schema_version": 99},
+        {
+            **_event(
+                ids, "activity.saved", clock, {**saved[0]["activity"], "activity_type": "Bad Type"}
+            )
+        },
+        {**_event(ids, "activity.saved", clock, saved[1]["activity"]), "schema_version": 99},
     ]
     for bad in invalid:
         events.insert(rng.randint(0, len(events)), bad)

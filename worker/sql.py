@@ -41,5 +41,7 @@ def upsert_changed(
         index_elements=[table.c[k] for k in key],
         set_={c: excluded[c] for c in (*compare, *also_set)},
         where=changed,
-    )
-    return int(conn.execute(stmt).rowcount or 0)
+    ).returning(table.c[key[0]])
+    # RETURNING yields exactly the inserted or updated rows (rowcount is not
+    # reliable for multi-row upserts across drivers).
+    return len(conn.execute(stmt).all())

@@ -68,8 +68,14 @@ def organisation(org: uuid.UUID, **extra: Any) -> dict[str, Any]:
 class WorkerProcess:
     """A real ``celery worker`` subprocess on the run's Redis and PostgreSQL."""
 
-    def __init__(self, *, concurrency: int = 2, queues: str = "activity_events,notifications,maintenance",
-                 env: dict[str, str] | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        queues: str = "activity_events,notifications,maintenance",
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log"
         command = [

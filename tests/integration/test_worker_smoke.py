@@ -31,7 +31,9 @@ def test_worker_consumes_an_event_from_redis(engine: Engine, worker: WorkerProce
     assert wait_for(processed, until=lambda n: n == 1, what="the event to be processed") == 1
 
 
-def test_worker_quarantines_a_message_of_the_wrong_shape(engine: Engine, worker: WorkerProcess) -> None:
+def test_worker_quarantines_a_message_of_the_wrong_shape(
+    engine: Engine, worker: WorkerProcess
+) -> None:
     from worker.app import app
 
     marker = f"wrong-shape-{uuid.uuid4()}"
@@ -41,7 +43,9 @@ def test_worker_quarantines_a_message_of_the_wrong_shape(engine: Engine, worker:
         with engine.connect() as c:
             return list(
                 c.scalars(
-                    select(quarantined_events.c.reason).where(quarantined_events.c.task_id == result.id)
+                    select(quarantined_events.c.reason).where(
+                        quarantined_events.c.task_id == result.id
+                    )
                 )
             )
 

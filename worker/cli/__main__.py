@@ -1,0 +1,7 @@
+"""``python -m worker.cli`` is the ``badges`` command."""
+
+import sys
+
+from worker.cli import main
+
+sys.exit(main())
