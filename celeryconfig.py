@@ -58,7 +58,6 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 
 task_queues = (Queue(ACTIVITY_QUEUE), Queue(NOTIFICATION_QUEUE), Queue(MAINTENANCE_QUEUE))
 task_default_queue = MAINTENANCE_QUEUE
-task_create_missing_queues = False
 task_routes = {
     "badges.ingest_activity": {"queue": ACTIVITY_QUEUE},
     "badges.deliver_*": {"queue": NOTIFICATION_QUEUE},

@@ -216,3 +216,33 @@ def test_concurrent_race_on_one_mentor_awards_exactly_once(
     assert dict(per_definition) == {**{f"n{n}": 1 for n in thresholds}, "weekly": 1}
     assert lifetime_total(engine, mentor) == 200
     assert daily == 200
+
+
+def test_a_database_outage_is_retried_not_quarantined(engine: Engine) -> None:
+    """A worker that cannot reach its database retries with backoff; nothing is lost."""
+    org, mentor = uuid.uuid4(), uuid.uuid4()
+    apply(engine, {"organisations": [organisation(org)]})
+    queue = f"outage-{uuid.uuid4().hex[:8]}"
+    url = engine.url.set(database="badges_test_does_not_exist").render_as_string(
+        hide_password=False
+    )
+    broken = WorkerProcess(concurrency=1, queues=queue, env={"DATABASE_URL": url})
+    event = saved_event(org=org, mentor=mentor)
+    try:
+        result = app.send_task("badges.ingest_activity", kwargs={"event": event}, queue=queue)
+        wait_for(broken.log, until=lambda log: log.count("Retry in") >= 2, what="two retries")
+    finally:
+        broken.stop()
+    with engine.connect() as c:
+        quarantined = c.execute(select(func.count()).select_from(quarantined_events).where(
+            quarantined_events.c.task_id == result.id)).scalar_one()  # fmt: skip
+    assert quarantined == 0
+    assert "badges_test_does_not_exist" in broken.log()
+    # The database is back (a worker with the right URL): the retried message is processed.
+    healthy = WorkerProcess(concurrency=1, queues=queue)
+    try:
+        wait_for(
+            lambda: lifetime_total(engine, mentor), until=lambda n: n == 1, what="the retried event"
+        )
+    finally:
+        healthy.stop()

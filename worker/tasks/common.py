@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from schema.tables import notification_outbox
 from worker.app import app
@@ -17,8 +17,14 @@ from worker.outbox import Channel, OutboxRef
 
 log = logging.getLogger(__name__)
 
-#: Outages, not bad input: retried with backoff, never quarantined.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, BrokerError)
+#: Outages (connection refused or lost, server shutting down, broker down), not
+#: bad input: retried with backoff, never quarantined.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    BrokerError,
+    ConnectionError,
+)
 
 DELIVERY_TASKS = {Channel.IN_APP: "badges.deliver_in_app", Channel.PUSH: "badges.deliver_push"}
 

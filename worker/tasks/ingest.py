@@ -27,20 +27,30 @@ BAD_SHAPE = "message must carry exactly one keyword argument 'event' and no posi
     retry_backoff=True,
     retry_backoff_max=get_settings().max_retry_delay_s,
     retry_jitter=True,
-    max_retries=20,
+    # An outage is retried for as long as it lasts (each delay capped well below
+    # the broker's visibility timeout); giving up would drop the event.
+    max_retries=None,
 )
 def ingest_activity(self: Task, *args: Any, **kwargs: Any) -> dict[str, int]:
     """Apply one activity event (DESIGN §3).
 
     Bad input is quarantined and acknowledged; database or broker outages
-    raise and are retried with backoff.
+    raise and are retried with backoff.  Any other failure is a defect: the
+    event is quarantined with the error as its reason (kept for replay, never
+    silently dropped) and the message acknowledged.
     """
     if args or set(kwargs) != {"event"}:
-        payload: Any = {"args": list(args), "kwargs": kwargs}
-        incoming = IncomingEvent(payload, self.request.id)
-        result = _run([incoming], bad_shape=True)
+        incoming = IncomingEvent({"args": list(args), "kwargs": kwargs}, self.request.id)
+        result = _quarantine([incoming], BAD_SHAPE)
     else:
-        result = _run([IncomingEvent(kwargs["event"], self.request.id)])
+        incoming = IncomingEvent(kwargs["event"], self.request.id)
+        try:
+            result = _ingest([incoming])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("ingesting event failed; quarantining it (task %s)", self.request.id)
+            result = _quarantine([incoming], f"processing failed: {type(exc).__name__}: {exc}")
     dispatch_outbox(result.outbox)
     return {
         "applied": result.applied,
@@ -50,12 +60,14 @@ def ingest_activity(self: Task, *args: Any, **kwargs: Any) -> dict[str, int]:
     }
 
 
-def _run(incoming: list[IncomingEvent], *, bad_shape: bool = False) -> IngestResult:
-    clock = SystemClock()
+def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
     with unit_of_work() as conn:
-        if bad_shape:
-            count = quarantine(
-                conn, [(i.payload, i.task_id, BAD_SHAPE) for i in incoming], now=clock.now()
-            )
-            return IngestResult(received=len(incoming), quarantined=count)
-        return ingest_events(conn, incoming, clock=clock)
+        return ingest_events(conn, incoming, clock=SystemClock())
+
+
+def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
+    with unit_of_work() as conn:
+        count = quarantine(
+            conn, [(i.payload, i.task_id, reason[:2000]) for i in incoming], now=SystemClock().now()
+        )
+    return IngestResult(received=len(incoming), quarantined=count)
