@@ -1,0 +1,199 @@
+"""Notification tasks: ``badges.deliver_in_app``, ``badges.deliver_push``, ``badges.relay_outbox``.
+
+Delivery tasks run on queue ``notifications`` (celeryconfig routes
+``badges.deliver_*``), so a slow gateway never holds up ingestion.  Each
+takes one keyword argument ``outbox_id`` and is idempotent on it.
+
+Retry policy (push): the attempt count lives in the outbox row, not in the
+message, so it survives relays and redeliveries.  A retryable failure
+re-schedules the task with exponential backoff and jitter, honouring the
+gateway's ``Retry-After``, never longer than ``max_retry_delay_s`` (below the
+broker's visibility timeout); after ``push_max_attempts`` the row is dead.
+Database and broker outages are retried by Celery (``autoretry_for``) and do
+not count as push attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import Any
+from uuid import UUID
+
+from celery import Task
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from worker import delivery
+from worker.app import app
+from worker.clock import SystemClock
+from worker.db import get_engine, try_lock_job, unit_of_work
+from worker.delivery import NO_GATEWAY_REASON, Delivery
+from worker.push import PushGateway, retry_delay
+from worker.relay import DEFAULT_BATCH_SIZE, claim_undispatched
+from worker.settings import Settings, get_settings
+from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
+
+log = logging.getLogger(__name__)
+
+RELAY_JOB = "relay_outbox"
+#: Upper bound of relay batches per run, so one run cannot monopolise a worker.
+MAX_RELAY_BATCHES = 20
+#: Celery's own retry limit for outages; push attempts are counted in the row.
+MAX_OUTAGE_RETRIES = 20
+
+
+class DeliveryMessage(BaseModel):
+    """The message of a delivery task: exactly one keyword argument ``outbox_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outbox_id: UUID
+
+
+_outage_retry: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": get_settings().max_retry_delay_s,
+    "retry_jitter": True,
+    "max_retries": MAX_OUTAGE_RETRIES,
+}
+
+
+@app.task(bind=True, name="badges.deliver_in_app", **_outage_retry)
+def deliver_in_app(self: Task, *args: Any, **kwargs: Any) -> str:
+    """Insert the in-app notification of one outbox row (idempotent)."""
+    message = _parse(self, args, kwargs)
+    if message is None:
+        return "invalid"
+    with unit_of_work() as conn:
+        outcome = delivery.deliver_in_app(
+            conn, message.outbox_id, now=SystemClock().now(), tz=get_settings().tz
+        )
+    log.info("in-app %s: %s", message.outbox_id, outcome)
+    return outcome.value
+
+
+@app.task(bind=True, name="badges.deliver_push", **_outage_retry)
+def deliver_push(self: Task, *args: Any, **kwargs: Any) -> str:
+    """Send one push notification through the gateway; retry, dead-letter, or skip."""
+    message = _parse(self, args, kwargs)
+    if message is None:
+        return "invalid"
+    settings = get_settings()
+    if not settings.push_gateway_url:
+        _log_no_gateway_once()
+        with unit_of_work() as conn:
+            skipped = delivery.skip_push(
+                conn, message.outbox_id, now=SystemClock().now(), reason=NO_GATEWAY_REASON
+            )
+        return skipped.value
+    attempt = delivery.deliver_push(
+        get_engine(),
+        message.outbox_id,
+        send=lambda body, key: _gateway(settings).send(body, idempotency_key=key),
+        clock=SystemClock(),
+        tz=settings.tz,
+        max_attempts=settings.push_max_attempts,
+    )
+    if attempt.delivery is Delivery.RETRY:
+        countdown = retry_delay(
+            attempt.attempts,
+            base_s=settings.push_backoff_base_s,
+            cap_s=settings.max_retry_delay_s,
+            jitter=random.random(),
+            retry_after_s=attempt.retry_after_s,
+        )
+        log.warning(
+            "push %s attempt %d failed (%s); retrying in %.2fs",
+            message.outbox_id,
+            attempt.attempts,
+            attempt.error,
+            countdown,
+        )
+        # A fresh message rather than self.retry(): the row counts push attempts,
+        # and Celery's retry counter (kept for outages) must not stop them first.
+        deliver_push.apply_async(kwargs={"outbox_id": str(message.outbox_id)}, countdown=countdown)
+        return attempt.delivery.value
+    if attempt.delivery is Delivery.DEAD:
+        log.error(
+            "push %s is dead after %d attempt(s): %s",
+            message.outbox_id,
+            attempt.attempts,
+            attempt.error,
+        )
+    else:
+        log.info("push %s: %s", message.outbox_id, attempt.delivery)
+    return attempt.delivery.value
+
+
+@app.task(name="badges.relay_outbox")
+def relay_outbox() -> int:
+    """Re-send outbox rows whose delivery task never got out (periodic, celery beat).
+
+    A job lock makes overlapping runs (two beats, a slow run) a no-op; row
+    claims are safe with several relays anyway (``worker.relay``).
+    """
+    settings = get_settings()
+    total = 0
+    for _ in range(MAX_RELAY_BATCHES):
+        with unit_of_work() as conn:
+            if not try_lock_job(conn, RELAY_JOB):
+                log.info("outbox relay already running elsewhere")
+                return total
+            refs = claim_undispatched(
+                conn,
+                now=SystemClock().now(),
+                grace_period_s=settings.outbox_grace_period_s,
+                retry_overdue_s=settings.max_retry_delay_s + settings.outbox_grace_period_s,
+            )
+        dispatch_outbox(refs)
+        total += len(refs)
+        if len(refs) < DEFAULT_BATCH_SIZE:
+            break
+    if total:
+        log.warning("outbox relay re-sent %d notification(s)", total)
+    return total
+
+
+def _parse(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> DeliveryMessage | None:
+    """The task's message, or None (logged, acknowledged) when malformed: retrying cannot help."""
+    try:
+        if args:
+            raise ValueError("positional arguments are not accepted")
+        return DeliveryMessage.model_validate(kwargs)
+    except (ValidationError, ValueError) as exc:
+        log.error("dropping malformed %s message %s: %s", task.name, task.request.id, exc)
+        return None
+
+
+_gateways: dict[tuple[str, str | None, float, float], PushGateway] = {}
+_gateway_lock = threading.Lock()
+_warned_no_gateway = False
+
+
+def _gateway(settings: Settings) -> PushGateway:
+    """One HTTP client per worker process (created lazily, so after the fork)."""
+    assert settings.push_gateway_url is not None
+    key = (
+        settings.push_gateway_url,
+        settings.push_gateway_token,
+        settings.push_connect_timeout_s,
+        settings.push_read_timeout_s,
+    )
+    with _gateway_lock:
+        if key not in _gateways:
+            _gateways[key] = PushGateway(
+                settings.push_gateway_url,
+                token=settings.push_gateway_token,
+                connect_timeout_s=settings.push_connect_timeout_s,
+                read_timeout_s=settings.push_read_timeout_s,
+            )
+        return _gateways[key]
+
+
+def _log_no_gateway_once() -> None:
+    global _warned_no_gateway
+    if not _warned_no_gateway:
+        _warned_no_gateway = True
+        log.warning("push channel disabled: %s; push notifications are skipped", NO_GATEWAY_REASON)
