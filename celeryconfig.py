@@ -7,14 +7,22 @@ Choices, and why:
 * **acks_late + reject_on_worker_lost**: a message is acknowledged only after
   its unit of work committed; a worker killed mid-task leaves it to be
   re-delivered, and the pipeline makes re-delivery a no-op.
-* **prefetch multiplier 1**: with late acks, every prefetched message is a
-  message another worker cannot take; one at a time keeps work spread evenly.
+* **prefetch**: ingestion buffers messages into batches
+  (``INGEST_BATCH_SIZE``), so each worker process may hold two batches'
+  worth of unacknowledged messages: one being processed, one filling.
 * **visibility timeout** (Redis): an unacknowledged message is re-delivered
   after this long, so it must exceed the longest task; every retry countdown
   is capped far below it (``max_retry_delay_s``) for the same reason.
 * **Queues**: ``activity_events`` for ingestion, ``notifications`` for
   delivery (slow pushes never hold up ingestion), ``maintenance`` for the
   periodic jobs.
+* **Beat schedule** (``celery -A worker beat``): tier re-evaluation every
+  ``TIER_REEVALUATION_INTERVAL_S`` (15 min), outbox relay every
+  ``OUTBOX_RELAY_INTERVAL_S`` (30 s), reconcile nightly at
+  ``RECONCILE_HOUR``:``RECONCILE_MINUTE`` in ``TIMEZONE``.  Interval messages
+  expire after one interval, so a stopped worker does not come back to a pile
+  of identical runs.  Every periodic job takes an advisory lock and writes
+  idempotently, so a second beat process by mistake is harmless.
 * **Embedded default**: kombu's ``filesystem://`` transport in the local data
   directory; it works across processes (producer and worker share the folder)
   and needs no server.  Results are never stored: tasks write to the database.
@@ -22,9 +30,12 @@ Choices, and why:
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.schedules import crontab
 from kombu import Queue
 
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 _settings = get_settings()
 _settings.ensure_data_dir()
@@ -35,6 +46,8 @@ MAINTENANCE_QUEUE = "maintenance"
 
 broker_url = _settings.effective_broker_url
 if _settings.broker_url is None:
+    # kombu's filesystem transport with atomic writes (see worker/broker_fs.py).
+    broker_transport = "worker.broker_fs:AtomicFilesystemTransport"
     broker_transport_options = {
         "data_folder_in": str(_settings.broker_folder / "queue"),
         "data_folder_out": str(_settings.broker_folder / "queue"),
@@ -42,7 +55,13 @@ if _settings.broker_url is None:
         "store_processed": False,
     }
 else:
-    broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout_s}
+    broker_transport_options = {
+        "visibility_timeout": _settings.broker_visibility_timeout_s,
+        # Sweep for messages of dead consumers every interval (kombu's default
+        # scans only every tenth interval, i.e. about every 100 s).
+        "unacked_restore_interval": _settings.broker_restore_interval_s,
+        "unacked_restore_throttle": 1,
+    }
 
 broker_connection_retry_on_startup = True
 task_serializer = "json"
@@ -53,7 +72,7 @@ result_backend = None
 
 task_acks_late = True
 task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
+worker_prefetch_multiplier = 2 * _settings.ingest_batch_size
 worker_cancel_long_running_tasks_on_connection_loss = True
 
 task_queues = (Queue(ACTIVITY_QUEUE), Queue(NOTIFICATION_QUEUE), Queue(MAINTENANCE_QUEUE))
@@ -70,3 +89,31 @@ timezone = _settings.timezone
 enable_utc = True
 imports = ("worker.tasks",)
 worker_hijack_root_logger = True
+
+
+def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The celery beat schedule for ``settings`` (a function so tests can vary it)."""
+    return {
+        "reevaluate-tiers": {
+            "task": "badges.reevaluate_tiers",
+            "schedule": settings.tier_reevaluation_interval_s,
+            "options": {
+                "queue": MAINTENANCE_QUEUE,
+                "expires": settings.tier_reevaluation_interval_s,
+            },
+        },
+        "relay-outbox": {
+            "task": "badges.relay_outbox",
+            "schedule": settings.outbox_relay_interval_s,
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.outbox_relay_interval_s},
+        },
+        "reconcile": {
+            "task": "badges.reconcile",
+            # crontab is read in the app's ``timezone`` (above): local wall-clock time.
+            "schedule": crontab(minute=settings.reconcile_minute, hour=settings.reconcile_hour),
+            "options": {"queue": MAINTENANCE_QUEUE},
+        },
+    }
+
+
+beat_schedule = build_beat_schedule(_settings)

@@ -272,3 +272,19 @@ quarantined_events = Table(
     Column("reason", Text, nullable=False),
     Column("received_at", Timestamp, nullable=False),
 )
+
+#: One row per award period: what the last tier re-evaluation of it saw.  The
+#: next run re-evaluates only mentors whose ``stats_changed_at`` is newer than
+#: ``evaluated_at`` (minus a safety overlap), unless ``config_fingerprint``
+#: (period dates + tier thresholds) changed, in which case it evaluates everyone.
+tier_evaluation_runs = Table(
+    "tier_evaluation_runs",
+    metadata,
+    Column("award_period_id", Uuid, ForeignKey("award_periods.id"), primary_key=True),
+    Column("organisation_id", Uuid, nullable=False),
+    Column("config_fingerprint", String(64), nullable=False),
+    Column("evaluated_at", Timestamp, nullable=False),
+    Column("full_evaluated_at", Timestamp, nullable=False),
+    Column("mentors_evaluated", Integer, nullable=False),
+    Column("promotions", Integer, nullable=False),
+)

@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     api_jwt_secret: str | None = None
     timezone: str = "Europe/Oslo"
     badges_data_dir: Path = DEFAULT_DATA_DIR
-    broker_visibility_timeout_s: int = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, ge=60)
+    broker_visibility_timeout_s: int = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, ge=1)
+    #: How often a worker sweeps Redis for messages whose consumer died
+    #: (unacknowledged for longer than the visibility timeout) and requeues them.
+    broker_restore_interval_s: int = Field(default=30, ge=1)
     #: Upper bound of any retry countdown: half the visibility timeout, so a
     #: retried task is never re-delivered as "lost" while it waits.
     max_retry_delay_s: int = Field(default=600, ge=1)
@@ -47,7 +50,18 @@ class Settings(BaseSettings):
     outbox_relay_interval_s: float = Field(default=30.0, gt=0)
     outbox_grace_period_s: float = Field(default=60.0, ge=0)
     tier_reevaluation_interval_s: float = Field(default=900.0, gt=0)
+    #: Ingestion buffers up to this many messages into one unit of work ...
+    ingest_batch_size: int = Field(default=100, ge=1, le=5000)
+    #: ... or flushes this long after the first buffered message arrived.
+    ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=5)
     reconcile_hour: int = Field(default=3, ge=0, le=23)
+    reconcile_minute: int = Field(default=15, ge=0, le=59)
+    #: Incremental tier re-evaluation looks at mentors whose stats changed after
+    #: the previous run's start *minus* this overlap: a unit of work stamps
+    #: ``stats_changed_at`` when it starts but becomes visible when it commits
+    #: (and worker clocks may differ), so the overlap must exceed the longest
+    #: ingest transaction plus clock skew.  Re-evaluating a mentor twice is harmless.
+    tier_reevaluation_overlap_s: float = Field(default=3600.0, ge=0)
 
     @field_validator("timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -84,9 +85,10 @@ class WorkerProcess:
             "--without-gossip", "--without-mingle", "--hostname", f"{self.name}@%h",
         ]  # fmt: skip
         self._log = self.log_path.open("wb")
+        # Its own process group, so kill() takes the pool processes down with it.
         self.process = subprocess.Popen(
             command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self._wait_ready()
 
@@ -116,7 +118,8 @@ class WorkerProcess:
         self._log.close()
 
     def kill(self) -> None:
-        self.process.kill()
+        """SIGKILL the worker and its pool processes: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._log.close()
 

@@ -226,11 +226,18 @@ def test_a_database_outage_is_retried_not_quarantined(engine: Engine) -> None:
     url = engine.url.set(database="badges_test_does_not_exist").render_as_string(
         hide_password=False
     )
-    broken = WorkerProcess(concurrency=1, queues=queue, env={"DATABASE_URL": url})
+    # A short retry budget: the worker retries in place, then re-publishes the event.
+    broken = WorkerProcess(
+        concurrency=1, queues=queue, env={"DATABASE_URL": url, "MAX_RETRY_DELAY_S": "4"}
+    )
     event = saved_event(org=org, mentor=mentor)
     try:
         result = app.send_task("badges.ingest_activity", kwargs={"event": event}, queue=queue)
-        wait_for(broken.log, until=lambda log: log.count("Retry in") >= 2, what="two retries")
+        wait_for(
+            broken.log,
+            until=lambda log: "re-publishing 1 event(s)" in log,
+            what="retries, then a re-publish",
+        )
     finally:
         broken.stop()
     with engine.connect() as c:

@@ -103,5 +103,5 @@ def test_files_are_read_as_yaml_or_json(tmp_path: Path) -> None:
     assert load_configuration_file(yaml_file).badges[0].code == "first"
     broken = tmp_path / "org.json"
     broken.write_text("{not json")
-    with pytest.raises(ConfigurationError, match="not valid .json"):
+    with pytest.raises(ConfigurationError, match=r"not valid \.json"):
         load_configuration_file(broken)

@@ -29,11 +29,11 @@ from schema.tables import (
 from tests.helpers import deleted_event, saved_event
 from worker.clock import FixedClock
 from worker.configuration import apply_configuration
+from worker.criteria import evaluate, parse_criteria, streak_keys
 from worker.db import make_engine
 from worker.definitions import validate_configuration
 from worker.demo import stats_of
 from worker.ingest import IncomingEvent, ingest_events
-from worker.criteria import evaluate, parse_criteria, streak_keys
 from worker.streaks import Period, period_start
 
 ORG = uuid.uuid4()
@@ -196,7 +196,6 @@ def test_stats_and_awards_match_a_recomputation(
                 .where(earned_badges.c.peer_mentor_id == mentor)
             )
         )
-    # fmt: skip
 
     assert lifetime == dict(expected_lifetime)
     assert daily == dict(expected_daily)

@@ -11,10 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from worker.cli import activity, admin, demo, notifications
+from worker.cli import activity, admin, demo, importing, notifications, tiers
 from worker.cli.common import EXIT_ERROR, EXIT_INVALID, CliError
 
-COMMAND_GROUPS = (admin, activity, demo, notifications)
+COMMAND_GROUPS = (admin, activity, importing, demo, notifications, tiers)
 
 
 def build_parser() -> argparse.ArgumentParser:

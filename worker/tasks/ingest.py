@@ -1,63 +1,97 @@
-"""``badges.ingest_activity``: one activity event in, stats/awards/outbox out."""
+"""``badges.ingest_activity``: activity events in, stats/awards/outbox out.
+
+The message contract is one event per message (DESIGN §3); the worker buffers
+messages and processes them as one unit of work per batch
+(:mod:`worker.tasks.batching`).  Error policy, per batch:
+
+* bad input (contract breaks, unknown organisation, wrong message shape) is
+  quarantined inside the batch's transaction; its batch-mates are unaffected;
+* an outage (database or broker unreachable) is retried in place with
+  exponential backoff; if it outlasts ``max_retry_delay_s`` the messages are
+  re-published with a countdown, so nothing waits near the visibility timeout
+  and nothing is dropped;
+* any other exception is a defect: the batch is split and each event retried
+  alone, and an event that still fails is quarantined with the error as its
+  reason (kept for replay, never silently acknowledged as lost).
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from dataclasses import dataclass
 from typing import Any
-
-from celery import Task
 
 from worker.app import app
 from worker.clock import SystemClock
 from worker.db import unit_of_work
+from worker.events import QUEUE, TASK_NAME
 from worker.ingest import IncomingEvent, IngestResult, ingest_events
 from worker.quarantine import quarantine
 from worker.settings import get_settings
+from worker.tasks.batching import BatchItem, BatchTask
 from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
 
 log = logging.getLogger(__name__)
 
 BAD_SHAPE = "message must carry exactly one keyword argument 'event' and no positional arguments"
+_settings = get_settings()
 
 
-@app.task(
-    bind=True,
-    name="badges.ingest_activity",
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=get_settings().max_retry_delay_s,
-    retry_jitter=True,
-    # An outage is retried for as long as it lasts (each delay capped well below
-    # the broker's visibility timeout); giving up would drop the event.
-    max_retries=None,
-)
-def ingest_activity(self: Task, *args: Any, **kwargs: Any) -> dict[str, int]:
-    """Apply one activity event (DESIGN §3).
+class IngestTask(BatchTask):
+    name = TASK_NAME
+    acks_late = True
+    flush_every = _settings.ingest_batch_size
+    flush_interval = _settings.ingest_flush_interval_s
 
-    Bad input is quarantined and acknowledged; database or broker outages
-    raise and are retried with backoff.  Any other failure is a defect: the
-    event is quarantined with the error as its reason (kept for replay, never
-    silently dropped) and the message acknowledged.
-    """
-    if args or set(kwargs) != {"event"}:
-        incoming = IncomingEvent({"args": list(args), "kwargs": kwargs}, self.request.id)
-        result = _quarantine([incoming], BAD_SHAPE)
-    else:
-        incoming = IncomingEvent(kwargs["event"], self.request.id)
-        try:
-            result = _ingest([incoming])
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as exc:
-            log.exception("ingesting event failed; quarantining it (task %s)", self.request.id)
-            result = _quarantine([incoming], f"processing failed: {type(exc).__name__}: {exc}")
-    dispatch_outbox(result.outbox)
-    return {
-        "applied": result.applied,
-        "duplicates": result.duplicates,
-        "quarantined": result.quarantined,
-        "awarded": len(result.awarded),
-    }
+    def run(self, *args: Any, **kwargs: Any) -> dict[str, int]:
+        """One message on its own (a batch of one): direct calls and tests."""
+        return self.run_batch([BatchItem(self.request.id or "direct", args, kwargs, 0)])
+
+    def run_batch(self, items: list[BatchItem]) -> dict[str, int]:
+        """Apply a batch of messages in one unit of work (see the module docstring)."""
+        log.info("processing batch of %d", len(items))
+        result = IngestResult()
+        wrong_shape = [i for i in items if i.args or set(i.kwargs) != {"event"}]
+        if wrong_shape:
+            result.merge(
+                _quarantine(
+                    [
+                        IncomingEvent({"args": list(i.args), "kwargs": i.kwargs}, i.task_id)
+                        for i in wrong_shape
+                    ],
+                    BAD_SHAPE,
+                )
+            )
+        good = [i for i in items if i not in wrong_shape]
+        if good:
+            incoming = [IncomingEvent(i.kwargs["event"], i.task_id) for i in good]
+            retry = _Retry(
+                retries=max(i.retries for i in good),
+                queue=next((i.queue for i in good if i.queue), QUEUE),
+            )
+            result.merge(_ingest_with_policy(incoming, retry=retry))
+        dispatch_outbox(result.outbox)
+        log.info(
+            "ingested batch of %d: applied %d, duplicates %d, stale %d, quarantined %d, awarded %d",
+            len(items),
+            result.applied,
+            result.duplicates,
+            result.stale,
+            result.quarantined,
+            len(result.awarded),
+        )
+        return {
+            "received": len(items),
+            "applied": result.applied,
+            "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+            "awarded": len(result.awarded),
+        }
+
+
+ingest_activity = app.register_task(IngestTask())
 
 
 def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
@@ -71,3 +105,67 @@ def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
             conn, [(i.payload, i.task_id, reason[:2000]) for i in incoming], now=SystemClock().now()
         )
     return IngestResult(received=len(incoming), quarantined=count)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    retries: int  # how often these messages were re-published already
+    queue: str  # where re-published messages go: the queue they came from
+
+
+def _ingest_with_policy(incoming: list[IncomingEvent], *, retry: _Retry) -> IngestResult:
+    try:
+        return _ingest_through_outage(incoming, retry=retry)
+    except _Republished:
+        return IngestResult(received=len(incoming))
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        if len(incoming) > 1:
+            log.exception("batch of %d failed; processing its events one by one", len(incoming))
+            result = IngestResult()
+            for one in incoming:
+                result.merge(_ingest_with_policy([one], retry=retry))
+            return result
+        log.exception("ingesting event failed; quarantining it (task %s)", incoming[0].task_id)
+        return _quarantine(incoming, f"processing failed: {type(exc).__name__}: {exc}")
+
+
+class _Republished(Exception):
+    """The batch outlasted the in-place retries and was handed back to the broker."""
+
+
+def _ingest_through_outage(incoming: list[IncomingEvent], *, retry: _Retry) -> IngestResult:
+    settings = get_settings()
+    budget = settings.max_retry_delay_s
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return _ingest(incoming)
+        except TRANSIENT_ERRORS as exc:
+            attempt += 1
+            delay = min(2.0 ** (attempt - 1), 60.0) * (0.5 + random.random() / 2)
+            if time.monotonic() - started + delay > budget:
+                log.error("outage outlasted %ss; re-publishing %d event(s)", budget, len(incoming))
+                _republish(incoming, countdown=budget, retry=retry)
+                raise _Republished() from exc
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            log.warning(
+                "outage (%s: %s); retry %d in %.1fs", type(exc).__name__, reason, attempt, delay
+            )
+            time.sleep(delay)
+
+
+def _republish(incoming: list[IncomingEvent], *, countdown: float, retry: _Retry) -> None:
+    """Send the events again with a countdown (a broker failure here raises: nothing is acked)."""
+    with app.producer_or_acquire() as producer:
+        for item in incoming:
+            app.send_task(
+                TASK_NAME,
+                kwargs={"event": item.payload},
+                queue=retry.queue,
+                countdown=countdown,
+                retries=retry.retries + 1,
+                producer=producer,
+            )

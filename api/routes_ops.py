@@ -1,0 +1,58 @@
+"""``/health`` (database and broker reachable, with timings) and ``/metrics``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from api import broker
+from api.context import Context
+from api.metrics import render
+from api.schemas import Check, Health
+
+router = APIRouter(tags=["operations"])
+
+
+def _timed(probe: Callable[[], object]) -> Check:
+    started = time.perf_counter()
+    try:
+        probe()
+    except Exception as exc:
+        elapsed = (time.perf_counter() - started) * 1000
+        return Check(status="error", duration_ms=round(elapsed, 3), error=type(exc).__name__)
+    elapsed = (time.perf_counter() - started) * 1000
+    return Check(status="ok", duration_ms=round(elapsed, 3))
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Is the database and the broker reachable? (no token needed)",
+    responses={503: {"model": Health, "description": "A dependency is unreachable"}},
+)
+def health(context: Context) -> JSONResponse:
+    def database() -> None:
+        with context.database.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    checks = {"database": _timed(database), "broker": _timed(broker.ping)}
+    ok = all(c.status == "ok" for c in checks.values())
+    body = Health(status="ok" if ok else "error", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format; no token needed)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(request: Request) -> Response:
+    return Response(
+        render(request.app.state.metrics_registry),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
