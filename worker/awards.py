@@ -149,7 +149,6 @@ def insert_awards(
     ]
     stmt = (
         insert_for(conn, earned_badges)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
         .returning(
             earned_badges.c.id,
@@ -159,7 +158,7 @@ def insert_awards(
         )
     )
     created = []
-    for row in conn.execute(stmt):
+    for row in conn.execute(stmt, rows):
         d = by_key[(row.badge_definition_id, row.peer_mentor_id)]
         created.append(
             EarnedBadge(

@@ -28,6 +28,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
+    # Multi-row writes are executed as one cached statement over many
+    # parameter sets; SQLAlchemy packs them into multi-row VALUES pages of up
+    # to this many rows (and at most ~32k bind parameters per page).
+    kwargs.setdefault("insertmanyvalues_page_size", 5000)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
@@ -95,8 +99,17 @@ def lock_mentors(conn: Connection, mentor_ids: Iterable[UUID]) -> None:
     """
     if not is_postgres(conn):
         return
-    for key in sorted({lock_key(m) for m in mentor_ids}):
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    keys = sorted({lock_key(m) for m in mentor_ids})
+    if not keys:
+        return
+    # One round trip for all keys.  With ORDER BY, PostgreSQL evaluates the
+    # volatile lock function after sorting, so keys are taken in this order.
+    conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"
+        ),
+        {"keys": keys},
+    )
 
 
 def try_lock_job(conn: Connection, job_name: str) -> bool:

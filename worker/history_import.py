@@ -26,17 +26,16 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, MetaData, select, true
 
-from schema.tables import activity_ledger, organisations
+from schema.tables import activity_ledger, mentors, organisations
 from worker.clock import Clock
-from worker.db import lock_mentors, unit_of_work
+from worker.db import is_postgres, lock_mentors, unit_of_work
 from worker.evaluation import evaluate_mentors
 from worker.events import Activity
-from worker.ledger import LedgerRow, StatsDelta
 from worker.outbox import OutboxRef, write_award_notifications
 from worker.sql import insert_for
-from worker.stats import apply_delta
+from worker.stats import add_from_ledger, add_rows
 from worker.validation import describe_validation_error
 
 #: ``occurred_at`` of imported history: older than any live event.
@@ -120,22 +119,8 @@ def _chunks(path: Path, size: int, progress: Progress | None) -> Iterator[list[A
         yield chunk
 
 
-def _row(activity: Activity) -> LedgerRow:
-    return LedgerRow(
-        activity_id=activity.id,
-        organisation_id=activity.organisation_id,
-        peer_mentor_id=activity.peer_mentor_id,
-        activity_type=activity.activity_type,
-        activity_date=activity.activity_date,
-        course_id=activity.course_id,
-        occurred_at=HISTORY_OCCURRED_AT,
-        last_event_id=uuid5(IMPORT_NAMESPACE, str(activity.id)),
-        deleted=False,
-    )
-
-
 def import_chunk(conn: Connection, activities: list[Activity], *, clock: Clock) -> ImportReport:
-    """Load one chunk in the caller's transaction: ledger, stats, evaluation, outbox."""
+    """Load one chunk in the caller's transaction: ledger rows, then aggregates in SQL."""
     now = clock.now()
     # The same activity twice in a file: the first line counts.
     unique: dict[UUID, Activity] = {}
@@ -143,43 +128,121 @@ def import_chunk(conn: Connection, activities: list[Activity], *, clock: Clock) 
         unique.setdefault(activity.id, activity)
     report = ImportReport(lines=len(activities))
     lock_mentors(conn, {a.peer_mentor_id for a in unique.values()})
-    rows = [_row(a) for a in sorted(unique.values(), key=lambda a: str(a.id))]
-    stmt = (
-        insert_for(conn, activity_ledger)
-        .values(
-            [
-                {
-                    "activity_id": r.activity_id,
-                    "organisation_id": r.organisation_id,
-                    "peer_mentor_id": r.peer_mentor_id,
-                    "activity_type": r.activity_type,
-                    "activity_date": r.activity_date,
-                    "course_id": r.course_id,
-                    "occurred_at": r.occurred_at,
-                    "last_event_id": r.last_event_id,
-                    "deleted": False,
-                    "updated_at": now,
-                }
-                for r in rows
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["activity_id"])
-        .returning(activity_ledger.c.activity_id)
-    )
-    inserted = set(conn.scalars(stmt))
+    params = [
+        {
+            "activity_id": a.id,
+            "organisation_id": a.organisation_id,
+            "peer_mentor_id": a.peer_mentor_id,
+            "activity_type": a.activity_type,
+            "activity_date": a.activity_date,
+            "course_id": a.course_id,
+            "occurred_at": HISTORY_OCCURRED_AT,
+            "last_event_id": uuid5(IMPORT_NAMESPACE, str(a.id)),
+            "deleted": False,
+            "updated_at": now,
+        }
+        for a in sorted(unique.values(), key=lambda a: str(a.id))
+    ]
+    inserted = _insert_new_rows(conn, params)
     report.imported = len(inserted)
     report.already_present = len(unique) - len(inserted)
-    delta = StatsDelta.empty()
-    mentor_orgs: dict[UUID, UUID] = {}
-    for row in rows:
-        if row.activity_id in inserted:
-            delta.add(row, +1)
-            mentor_orgs[row.peer_mentor_id] = row.organisation_id
-    apply_delta(conn, delta, now)
-    evaluation = evaluate_mentors(conn, mentor_orgs, now=now, source="backfill")
-    report.awarded = len(evaluation.awarded)
-    report.outbox = write_award_notifications(conn, evaluation.awarded, now=now, backfill=True)
+    if is_postgres(conn):
+        add_rows(conn, _STAGING, true(), now)
+        conn.exec_driver_sql("TRUNCATE import_staging")
+    else:
+        add_from_ledger(conn, inserted, now)
     return report
+
+
+_LEDGER_COLUMNS = (
+    "activity_id",
+    "organisation_id",
+    "peer_mentor_id",
+    "activity_type",
+    "activity_date",
+    "course_id",
+    "occurred_at",
+    "last_event_id",
+    "deleted",
+    "updated_at",
+)
+
+
+#: The transaction-scoped staging table of a PostgreSQL chunk (ledger-shaped).
+_STAGING = activity_ledger.to_metadata(MetaData(), name="import_staging")
+
+
+def _insert_new_rows(conn: Connection, params: list[dict[str, Any]]) -> list[UUID]:
+    """Insert ledger rows that do not exist yet; return the ids inserted.
+
+    On PostgreSQL the rows are streamed with COPY into a transaction-scoped
+    staging table and moved with one INSERT … SELECT; elsewhere a batched
+    multi-row INSERT does the same.
+    """
+    if not params:
+        return []
+    if not is_postgres(conn):
+        stmt = (
+            insert_for(conn, activity_ledger)
+            .on_conflict_do_nothing(index_elements=["activity_id"])
+            .returning(activity_ledger.c.activity_id)
+        )
+        return list(conn.scalars(stmt, params))
+    columns = ", ".join(_LEDGER_COLUMNS)
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS import_staging "
+        "(LIKE activity_ledger INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy:
+        for row in params:
+            copy.write_row([row[c] for c in _LEDGER_COLUMNS])
+    # Keep only the rows actually inserted in staging: the aggregates are then
+    # built from this small table instead of looking each row up again.
+    result = conn.exec_driver_sql(
+        f"WITH inserted AS (INSERT INTO activity_ledger ({columns}) "
+        f"SELECT {columns} FROM import_staging "
+        "ON CONFLICT (activity_id) DO NOTHING RETURNING activity_id), "
+        "dropped AS (DELETE FROM import_staging s WHERE NOT EXISTS "
+        "(SELECT 1 FROM inserted i WHERE i.activity_id = s.activity_id)) "
+        "SELECT activity_id FROM inserted"
+    )
+    return [row[0] for row in result]
+
+
+def evaluate_imported(
+    engine: Engine, *, since: datetime, clock: Clock, group_size: int = 1000
+) -> Iterator[ImportReport]:
+    """Evaluate every mentor whose stats changed since ``since``, a group per transaction.
+
+    Runs once after all chunks are loaded, so each mentor is evaluated once
+    however their activities are spread over the file.  Awards are flagged
+    ``backfill``: in-app notifications, no pushes.
+    """
+    after: UUID | None = None
+    while True:
+        with unit_of_work(engine) as conn:
+            query = (
+                select(mentors.c.peer_mentor_id, mentors.c.organisation_id)
+                .where(mentors.c.stats_changed_at >= since)
+                .order_by(mentors.c.peer_mentor_id)
+                .limit(group_size)
+            )
+            if after is not None:
+                query = query.where(mentors.c.peer_mentor_id > after)
+            group = {r.peer_mentor_id: r.organisation_id for r in conn.execute(query)}
+            if not group:
+                return
+            after = max(group)
+            lock_mentors(conn, group)
+            now = clock.now()
+            evaluation = evaluate_mentors(conn, group, now=now, source="backfill")
+            report = ImportReport(
+                awarded=len(evaluation.awarded),
+                outbox=write_award_notifications(conn, evaluation.awarded, now=now, backfill=True),
+            )
+        yield report
 
 
 def import_activities(
@@ -191,22 +254,26 @@ def import_activities(
     progress: Progress | None = None,
     on_chunk: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
-    """Pass 2 after :func:`validate_file`: load the file chunk by chunk.
+    """Pass 2 after :func:`validate_file`: load chunk by chunk, then evaluate.
 
     Each chunk commits on its own, so an interrupted import can simply be run
-    again.  ``on_chunk`` receives each committed chunk's report (e.g. to send
-    its notifications).
+    again (rows already loaded are skipped; their mentors are evaluated by the
+    run that completes).  ``on_chunk`` receives each committed report (e.g. to
+    send the notifications of an evaluation group).
     """
+    started = clock.now()
     total = ImportReport()
     for chunk in _chunks(path, chunk_size, progress):
         with unit_of_work(engine) as conn:
             report = import_chunk(conn, chunk, clock=clock)
-        if on_chunk is not None:
-            on_chunk(report)
         total.lines += report.lines
         total.imported += report.imported
         total.already_present += report.already_present
-        total.awarded += report.awarded
+    if total.imported:
+        for report in evaluate_imported(engine, since=started, clock=clock):
+            if on_chunk is not None:
+                on_chunk(report)
+            total.awarded += report.awarded
     return total
 
 

@@ -181,11 +181,10 @@ def _record_event_ids(conn: Connection, events: list[Event], now: datetime) -> l
     ]
     stmt = (
         insert_for(conn, processed_events)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(processed_events.c.event_id)
     )
-    inserted = set(conn.scalars(stmt))
+    inserted = set(conn.scalars(stmt, rows))
     return [e for event_id, e in first.items() if event_id in inserted]
 
 
@@ -235,6 +234,6 @@ def _write_ledger(conn: Connection, rows: list[LedgerRow], now: datetime) -> Non
         }
         for r in sorted(rows, key=lambda r: str(r.activity_id))
     ]
-    stmt = insert_for(conn, activity_ledger).values(values)
+    stmt = insert_for(conn, activity_ledger)
     replaced = {c: stmt.excluded[c] for c in values[0] if c != "activity_id"}
-    conn.execute(stmt.on_conflict_do_update(index_elements=["activity_id"], set_=replaced))
+    conn.execute(stmt.on_conflict_do_update(index_elements=["activity_id"], set_=replaced), values)

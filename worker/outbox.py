@@ -92,7 +92,6 @@ def write_notifications(
         return []
     stmt = (
         insert_for(conn, notification_outbox)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["dedup_key", "channel"])
         .returning(
             notification_outbox.c.id, notification_outbox.c.channel, notification_outbox.c.state
@@ -100,7 +99,7 @@ def write_notifications(
     )
     return [
         OutboxRef(row.id, Channel(row.channel))
-        for row in conn.execute(stmt)
+        for row in conn.execute(stmt, rows)
         if row.state == OutboxState.PENDING
     ]
 

@@ -315,4 +315,4 @@ def _repair(conn: Connection, aggregate: _Aggregate, rows: Sequence[Any]) -> Non
             if r.expected_count is not None
         ]
         if inserts:
-            conn.execute(table.insert().values(inserts))
+            conn.execute(table.insert(), inserts)

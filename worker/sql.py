@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, or_
+from sqlalchemy import Connection, Table, any_, bindparam, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -15,6 +15,13 @@ def insert_for(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def in_values(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``; one array parameter on PostgreSQL (no giant statement text)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def upsert_changed(
@@ -34,7 +41,7 @@ def upsert_changed(
     """
     if not rows:
         return 0
-    stmt: Insert = insert_for(conn, table).values(list(rows))
+    stmt: Insert = insert_for(conn, table)
     excluded = stmt.excluded  # type: ignore[attr-defined]
     changed = or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare))
     stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
@@ -44,4 +51,4 @@ def upsert_changed(
     ).returning(table.c[key[0]])
     # RETURNING yields exactly the inserted or updated rows (rowcount is not
     # reliable for multi-row upserts across drivers).
-    return len(conn.execute(stmt).all())
+    return len(conn.execute(stmt, list(rows)).all())

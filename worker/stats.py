@@ -10,14 +10,15 @@ Nothing here scans a mentor's activity history: lifetime counts come from
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, and_, func, select, tuple_
+from sqlalchemy import Connection, Table, and_, func, literal, select, tuple_
 
 from schema.tables import (
+    activity_ledger,
     completed_courses,
     daily_activity_counts,
     mentor_activity_counts,
@@ -26,8 +27,10 @@ from schema.tables import (
     tier_assignments,
 )
 from worker.criteria import MentorStats, StreakKey
+from worker.events import TRAINING_COMPLETED
 from worker.ledger import StatsDelta
-from worker.sql import insert_for
+from worker.sql import in_values, insert_for
+from worker.sql_dates import month_start, week_start
 from worker.streaks import Period, longest_streak
 from worker.tiers import TierLevel
 
@@ -48,13 +51,14 @@ def _add_counts(
         for key, n in sorted(deltas.items(), key=lambda item: tuple(str(k) for k in item[0]))
     ]
     pk = [table.c["peer_mentor_id"], *(table.c[c] for c in key_columns[1:])]
-    for start in range(0, len(rows), _BATCH):
-        stmt = insert_for(conn, table).values(rows[start : start + _BATCH])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=pk,
-            set_={"activity_count": table.c.activity_count + stmt.excluded.activity_count},
-        )
-        conn.execute(stmt)
+    # One cached statement, executed for all rows: SQLAlchemy batches the
+    # parameters into multi-row VALUES ("insertmanyvalues") without recompiling.
+    stmt = insert_for(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=pk,
+        set_={"activity_count": table.c.activity_count + stmt.excluded.activity_count},
+    )
+    conn.execute(stmt, rows)
     emptied = [key[1:] for key, n in deltas.items() if n < 0]
     if emptied:
         columns = tuple_(*(table.c[c] for c in key_columns))
@@ -96,12 +100,13 @@ def mark_mentors_changed(
     ]
     if not rows:
         return
-    stmt = insert_for(conn, mentors).values(rows)
+    stmt = insert_for(conn, mentors)
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[mentors.c.peer_mentor_id],
             set_={"stats_changed_at": stmt.excluded.stats_changed_at},
-        )
+        ),
+        rows,
     )
 
 
@@ -193,3 +198,100 @@ def _streaks(
 def _chunks(ids: list[UUID], size: int = _BATCH) -> Iterable[list[UUID]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
+
+
+def add_from_ledger(conn: Connection, activity_ids: Sequence[UUID], now: datetime) -> None:
+    """Add the given (new, live) ledger rows to every aggregate, set-based in SQL."""
+    if activity_ids:
+        add_rows(
+            conn, activity_ledger, in_values(conn, activity_ledger.c.activity_id, activity_ids), now
+        )
+
+
+def add_rows(conn: Connection, source: Any, where: Any, now: datetime) -> None:
+    """Add the live rows of ``source`` (ledger-shaped) matching ``where`` to every aggregate.
+
+    Bulk loads use this instead of Python deltas: the database groups the
+    rows and increments each aggregate in one statement per table.
+    """
+    ledger = source.c
+    chosen = and_(
+        where,
+        ledger.deleted.is_(False),
+        ledger.activity_type.is_not(None),
+        ledger.activity_date.is_not(None),
+    )
+    count = func.count()
+    mentor, org = ledger.peer_mentor_id, ledger.organisation_id
+    grouped: list[tuple[Table, list[str], Any]] = [
+        (
+            mentor_activity_counts,
+            ["peer_mentor_id", "activity_type", "organisation_id", "activity_count"],
+            select(mentor, ledger.activity_type, org, count)
+            .where(chosen)
+            .group_by(mentor, ledger.activity_type, org),
+        ),
+        (
+            daily_activity_counts,
+            [
+                "peer_mentor_id",
+                "activity_date",
+                "activity_type",
+                "organisation_id",
+                "activity_count",
+            ],
+            select(mentor, ledger.activity_date, ledger.activity_type, org, count)
+            .where(chosen)
+            .group_by(mentor, ledger.activity_date, ledger.activity_type, org),
+        ),
+        (
+            completed_courses,
+            ["peer_mentor_id", "course_id", "organisation_id", "activity_count"],
+            select(mentor, ledger.course_id, org, count)
+            .where(
+                chosen, ledger.activity_type == TRAINING_COMPLETED, ledger.course_id.is_not(None)
+            )
+            .group_by(mentor, ledger.course_id, org),
+        ),
+    ]
+    for period, start in (
+        (Period.WEEK, week_start(conn, ledger.activity_date)),
+        (Period.MONTH, month_start(conn, ledger.activity_date)),
+    ):
+        grouped.append(
+            (
+                period_activity_counts,
+                [
+                    "peer_mentor_id",
+                    "period",
+                    "period_start",
+                    "activity_type",
+                    "organisation_id",
+                    "activity_count",
+                ],
+                select(mentor, literal(period.value), start, ledger.activity_type, org, count)
+                .where(chosen)
+                .group_by(mentor, start, ledger.activity_type, org),
+            )
+        )
+    for table, columns, query in grouped:
+        stmt = insert_for(conn, table).from_select(columns, query)
+        keys = [c.name for c in table.primary_key.columns]
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=keys,
+                set_={"activity_count": table.c.activity_count + stmt.excluded.activity_count},
+            )
+        )
+    stmt = insert_for(conn, mentors).from_select(
+        ["peer_mentor_id", "organisation_id", "stats_changed_at"],
+        select(mentor, org, literal(now, type_=mentors.c.stats_changed_at.type))
+        .where(chosen)
+        .distinct(),
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["peer_mentor_id"],
+            set_={"stats_changed_at": stmt.excluded.stats_changed_at},
+        )
+    )

@@ -1,0 +1,67 @@
+"""History import on the embedded default (SQLite): the portable path, idempotent."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from schema.migrate import upgrade
+from schema.tables import (
+    earned_badges,
+    mentor_activity_counts,
+    notification_outbox,
+    period_activity_counts,
+)
+from worker.clock import FixedClock
+from worker.configuration import apply_configuration
+from worker.db import make_engine
+from worker.definitions import validate_configuration
+from worker.history_import import import_activities, validate_file
+
+
+def test_import_on_sqlite_builds_stats_and_backfill_awards_once(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
+    upgrade(engine)
+    org, mentor = uuid.uuid4(), uuid.uuid4()
+    clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    config = {
+        "organisations": [{"id": str(org), "name": "Embedded"}],
+        "badges": [{"organisation_id": str(org), "code": "w3", "name": "Three weeks",
+                    "criteria": {"type": "streak", "version": 1, "period": "week", "min_length": 3}}],
+    }  # fmt: skip
+    with engine.begin() as conn:
+        apply_configuration(conn, validate_configuration(config), clock)
+    path = tmp_path / "history.jsonl"
+    lines = [
+        {"id": str(uuid.uuid4()), "organisation_id": str(org), "peer_mentor_id": str(mentor),
+         "activity_type": "peer_session", "activity_date": (date(2025, 6, 2) + timedelta(days=3 * i)).isoformat(),
+         "course_id": None}
+        for i in range(7)
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+
+    for expected_new in (7, 0):
+        with engine.begin() as conn:
+            assert validate_file(conn, path) == 7
+        report = import_activities(engine, path, clock=clock, chunk_size=3)
+        assert report.imported == expected_new
+
+    with engine.connect() as conn:
+        total = conn.execute(select(func.sum(mentor_activity_counts.c.activity_count))).scalar_one()
+        weeks = conn.execute(
+            select(func.count())
+            .select_from(period_activity_counts)
+            .where(period_activity_counts.c.period == "week")
+        ).scalar_one()
+        sources = conn.scalars(select(earned_badges.c.award_source)).all()
+        push_states = conn.scalars(
+            select(notification_outbox.c.state).where(notification_outbox.c.channel == "push")
+        ).all()
+    assert total == 7
+    assert weeks == 3  # 2, 5, 8, 11, 14, 17, 20 June 2025: three ISO weeks
+    assert sources == ["backfill"]
+    assert push_states == ["skipped"]
