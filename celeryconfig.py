@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery.schedules import crontab
-from kombu import Queue
+from kombu.entity import Queue
 
 from worker.settings import Settings, get_settings
 

@@ -14,13 +14,14 @@ import uuid
 from time import monotonic
 from typing import Any
 
+from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 
-class AtomicChannel(filesystem.Channel):  # type: ignore[misc]
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+class AtomicChannel(filesystem.Channel):
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         folder = self.data_folder_out
         scratch = os.path.join(os.path.dirname(os.path.abspath(folder)), "scratch")
@@ -31,8 +32,8 @@ class AtomicChannel(filesystem.Channel):  # type: ignore[misc]
                 handle.write(str_to_bytes(dumps(payload)))
             os.replace(temporary, os.path.join(folder, name))
         except OSError as exc:
-            raise filesystem.ChannelError(f"Cannot add file {name!r} to directory") from exc
+            raise ChannelError(f"Cannot add file {name!r} to directory") from exc
 
 
-class AtomicFilesystemTransport(filesystem.Transport):  # type: ignore[misc]
+class AtomicFilesystemTransport(filesystem.Transport):
     Channel = AtomicChannel

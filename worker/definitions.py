@@ -9,6 +9,7 @@ organisation + name) so applying the same file twice changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -187,7 +188,7 @@ def validate_configuration(data: Any) -> Configuration:
 
 
 def _duplicates(parsed: dict[str, list[Any]]) -> list[str]:
-    keys = {
+    keys: dict[str, Callable[[Any], tuple[Any, ...]]] = {
         "organisations": lambda o: (o.id,),
         "badges": lambda b: (b.organisation_id, b.code),
         "tiers": lambda t: (t.organisation_id, int(t.level)),

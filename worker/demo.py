@@ -206,7 +206,8 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
             continue
         if rng.random() < 0.5:
             activity["activity_date"] = (
-                date.fromisoformat(activity["activity_date"]) + timedelta(days=rng.choice((-8, 9)))
+                date.fromisoformat(str(activity["activity_date"]))
+                + timedelta(days=rng.choice((-8, 9)))
             ).isoformat()
         else:
             activity["activity_type"] = rng.choice(ACTIVITY_TYPES)
