@@ -28,7 +28,7 @@ from uuid import UUID, uuid5
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, MetaData, select, true
 
-from schema.tables import activity_ledger, mentors, organisations
+from schema.tables import activity_ledger, organisations
 from worker.clock import Clock
 from worker.db import is_postgres, lock_mentors, unit_of_work
 from worker.evaluation import evaluate_mentors
@@ -61,6 +61,8 @@ class ImportReport:
     lines: int = 0
     imported: int = 0  # new ledger rows
     already_present: int = 0
+    #: Mentors in the file (mentor id -> organisation id): evaluated at the end.
+    mentors: dict[UUID, UUID] = field(default_factory=dict)
     awarded: int = 0
     outbox: list[OutboxRef] = field(default_factory=list)
 
@@ -146,6 +148,7 @@ def import_chunk(conn: Connection, activities: list[Activity], *, clock: Clock) 
     inserted = _insert_new_rows(conn, params)
     report.imported = len(inserted)
     report.already_present = len(unique) - len(inserted)
+    report.mentors = {a.peer_mentor_id: a.organisation_id for a in unique.values()}
     if is_postgres(conn):
         add_rows(conn, _STAGING, true(), now)
         conn.exec_driver_sql("TRUNCATE import_staging")
@@ -212,29 +215,18 @@ def _insert_new_rows(conn: Connection, params: list[dict[str, Any]]) -> list[UUI
 
 
 def evaluate_imported(
-    engine: Engine, *, since: datetime, clock: Clock, group_size: int = 1000
+    engine: Engine, mentor_orgs: dict[UUID, UUID], *, clock: Clock, group_size: int = 1000
 ) -> Iterator[ImportReport]:
-    """Evaluate every mentor whose stats changed since ``since``, a group per transaction.
+    """Evaluate the imported mentors, a group per transaction.
 
     Runs once after all chunks are loaded, so each mentor is evaluated once
     however their activities are spread over the file.  Awards are flagged
     ``backfill``: in-app notifications, no pushes.
     """
-    after: UUID | None = None
-    while True:
+    ordered = sorted(mentor_orgs)
+    for start in range(0, len(ordered), group_size):
+        group = {m: mentor_orgs[m] for m in ordered[start : start + group_size]}
         with unit_of_work(engine) as conn:
-            query = (
-                select(mentors.c.peer_mentor_id, mentors.c.organisation_id)
-                .where(mentors.c.stats_changed_at >= since)
-                .order_by(mentors.c.peer_mentor_id)
-                .limit(group_size)
-            )
-            if after is not None:
-                query = query.where(mentors.c.peer_mentor_id > after)
-            group = {r.peer_mentor_id: r.organisation_id for r in conn.execute(query)}
-            if not group:
-                return
-            after = max(group)
             lock_mentors(conn, group)
             now = clock.now()
             evaluation = evaluate_mentors(conn, group, now=now, source="backfill")
@@ -256,12 +248,13 @@ def import_activities(
 ) -> ImportReport:
     """Pass 2 after :func:`validate_file`: load chunk by chunk, then evaluate.
 
-    Each chunk commits on its own, so an interrupted import can simply be run
-    again (rows already loaded are skipped; their mentors are evaluated by the
-    run that completes).  ``on_chunk`` receives each committed report (e.g. to
+    Each chunk commits on its own.  Memory stays constant in the number of
+    activities (only the set of the file's mentors is kept).  Every mentor in
+    the file is evaluated at the end, also on a re-run: an import interrupted
+    before its evaluation is completed by running it again (evaluation is
+    idempotent, so a complete re-run awards nothing new).  ``on_chunk`` receives each committed report (e.g. to
     send the notifications of an evaluation group).
     """
-    started = clock.now()
     total = ImportReport()
     for chunk in _chunks(path, chunk_size, progress):
         with unit_of_work(engine) as conn:
@@ -269,8 +262,9 @@ def import_activities(
         total.lines += report.lines
         total.imported += report.imported
         total.already_present += report.already_present
-    if total.imported:
-        for report in evaluate_imported(engine, since=started, clock=clock):
+        total.mentors.update(report.mentors)
+    if total.mentors:
+        for report in evaluate_imported(engine, total.mentors, clock=clock):
             if on_chunk is not None:
                 on_chunk(report)
             total.awarded += report.awarded

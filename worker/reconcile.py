@@ -32,11 +32,10 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
-    func,
-    literal,
     null,
     or_,
     select,
+    true,
     tuple_,
     union_all,
 )
@@ -54,11 +53,8 @@ from worker.awards import EarnedBadge
 from worker.clock import Clock
 from worker.db import is_postgres, try_lock_job
 from worker.evaluation import evaluate_mentors
-from worker.events import TRAINING_COMPLETED
 from worker.outbox import OutboxRef, write_award_notifications
-from worker.sql_dates import month_start, week_start
-from worker.stats import mark_mentors_changed
-from worker.streaks import Period
+from worker.stats import ledger_aggregates, mark_mentors_changed
 
 log = logging.getLogger(__name__)
 
@@ -191,61 +187,14 @@ def run_reconcile(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _live() -> Any:
-    ledger = activity_ledger.c
-    return and_(
-        ledger.deleted.is_(False),
-        ledger.activity_type.is_not(None),
-        ledger.activity_date.is_not(None),
-    )
-
-
 def _expected(conn: Connection, aggregate: _Aggregate) -> Any:
-    """The rows ``aggregate.table`` should hold, recomputed from the live ledger."""
-    ledger = activity_ledger.c
-    # A mentor belongs to one organisation (as in ``mentors``); grouping by it
-    # as well only carries it along (PostgreSQL has no min() over uuid).
-    org = ledger.organisation_id
-    count = func.count().label("expected_count")
-    name = aggregate.table.name
-    if name == "mentor_activity_counts":
-        query = select(ledger.peer_mentor_id, ledger.activity_type, org, count).group_by(
-            ledger.peer_mentor_id, ledger.activity_type, org
-        )
-    elif name == "daily_activity_counts":
-        query = select(
-            ledger.peer_mentor_id, ledger.activity_date, ledger.activity_type, org, count
-        ).group_by(ledger.peer_mentor_id, ledger.activity_date, ledger.activity_type, org)
-    elif name == "period_activity_counts":
-        branches = []
-        for period, start in (
-            (Period.WEEK, week_start(conn, ledger.activity_date)),
-            (Period.MONTH, month_start(conn, ledger.activity_date)),
-        ):
-            branches.append(
-                select(
-                    ledger.peer_mentor_id,
-                    literal(period.value).label("period"),
-                    start.label("period_start"),
-                    ledger.activity_type,
-                    org,
-                    count,
-                )
-                .where(_live())
-                .group_by(ledger.peer_mentor_id, start, ledger.activity_type, org)
-            )
-        return union_all(*branches).cte("expected")
-    elif name == "completed_courses":
-        query = (
-            select(ledger.peer_mentor_id, ledger.course_id, org, count)
-            .where(ledger.activity_type == TRAINING_COMPLETED, ledger.course_id.is_not(None))
-            .group_by(ledger.peer_mentor_id, ledger.course_id, org)
-        )
-    elif name == "mentors":
-        query = select(ledger.peer_mentor_id, org, count).group_by(ledger.peer_mentor_id, org)
-    else:  # pragma: no cover
-        raise ValueError(name)
-    return query.where(_live()).cte("expected")
+    """The rows ``aggregate.table`` should hold, recomputed from the live ledger.
+
+    A mentor belongs to one organisation (as in ``mentors``); grouping by it as
+    well only carries it along.
+    """
+    queries = ledger_aggregates(conn, activity_ledger, true(), count_label="expected_count")
+    return queries[aggregate.table.name].cte("expected")
 
 
 def _drift_query(conn: Connection, aggregate: _Aggregate) -> Any:

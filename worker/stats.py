@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, and_, func, literal, select, tuple_
+from sqlalchemy import Connection, Table, and_, func, literal, select, tuple_, union_all
 
 from schema.tables import (
     activity_ledger,
@@ -208,85 +208,88 @@ def add_from_ledger(conn: Connection, activity_ids: Sequence[UUID], now: datetim
         )
 
 
+def ledger_aggregates(
+    conn: Connection, source: Any, where: Any, *, count_label: str = "activity_count"
+) -> dict[str, Any]:
+    """For each aggregate table, a SELECT that recomputes it from ledger-shaped rows.
+
+    Each SELECT yields the table's key columns, ``organisation_id`` and the
+    count (labelled ``count_label``), grouped over the *live* rows of
+    ``source`` that match ``where``.  Shared by bulk loads (which add these
+    counts) and reconcile (which compares them with the stored ones).
+    """
+    ledger = source.c
+    live = and_(
+        where,
+        ledger.deleted.is_(False),
+        ledger.activity_type.is_not(None),
+        ledger.activity_date.is_not(None),
+    )
+    count = func.count().label(count_label)
+    mentor, org, kind = ledger.peer_mentor_id, ledger.organisation_id, ledger.activity_type
+    periods = []
+    for period, start in (
+        (Period.WEEK, week_start(conn, ledger.activity_date)),
+        (Period.MONTH, month_start(conn, ledger.activity_date)),
+    ):
+        periods.append(
+            select(
+                mentor,
+                literal(period.value).label("period"),
+                start.label("period_start"),
+                kind,
+                org,
+                count,
+            )
+            .where(live)
+            .group_by(mentor, start, kind, org)
+        )
+    return {
+        mentor_activity_counts.name: select(mentor, kind, org, count)
+        .where(live)
+        .group_by(mentor, kind, org),
+        daily_activity_counts.name: select(mentor, ledger.activity_date, kind, org, count)
+        .where(live)
+        .group_by(mentor, ledger.activity_date, kind, org),
+        period_activity_counts.name: union_all(*periods),
+        completed_courses.name: select(mentor, ledger.course_id, org, count)
+        .where(live, kind == TRAINING_COMPLETED, ledger.course_id.is_not(None))
+        .group_by(mentor, ledger.course_id, org),
+        mentors.name: select(mentor, org, count).where(live).group_by(mentor, org),
+    }
+
+
 def add_rows(conn: Connection, source: Any, where: Any, now: datetime) -> None:
     """Add the live rows of ``source`` (ledger-shaped) matching ``where`` to every aggregate.
 
     Bulk loads use this instead of Python deltas: the database groups the
     rows and increments each aggregate in one statement per table.
     """
-    ledger = source.c
-    chosen = and_(
-        where,
-        ledger.deleted.is_(False),
-        ledger.activity_type.is_not(None),
-        ledger.activity_date.is_not(None),
-    )
-    count = func.count()
-    mentor, org = ledger.peer_mentor_id, ledger.organisation_id
-    grouped: list[tuple[Table, list[str], Any]] = [
-        (
-            mentor_activity_counts,
-            ["peer_mentor_id", "activity_type", "organisation_id", "activity_count"],
-            select(mentor, ledger.activity_type, org, count)
-            .where(chosen)
-            .group_by(mentor, ledger.activity_type, org),
-        ),
-        (
-            daily_activity_counts,
-            [
-                "peer_mentor_id",
-                "activity_date",
-                "activity_type",
-                "organisation_id",
-                "activity_count",
-            ],
-            select(mentor, ledger.activity_date, ledger.activity_type, org, count)
-            .where(chosen)
-            .group_by(mentor, ledger.activity_date, ledger.activity_type, org),
-        ),
-        (
-            completed_courses,
-            ["peer_mentor_id", "course_id", "organisation_id", "activity_count"],
-            select(mentor, ledger.course_id, org, count)
-            .where(
-                chosen, ledger.activity_type == TRAINING_COMPLETED, ledger.course_id.is_not(None)
-            )
-            .group_by(mentor, ledger.course_id, org),
-        ),
-    ]
-    for period, start in (
-        (Period.WEEK, week_start(conn, ledger.activity_date)),
-        (Period.MONTH, month_start(conn, ledger.activity_date)),
+    queries = ledger_aggregates(conn, source, where)
+    for table in (
+        mentor_activity_counts,
+        daily_activity_counts,
+        period_activity_counts,
+        completed_courses,
     ):
-        grouped.append(
-            (
-                period_activity_counts,
-                [
-                    "peer_mentor_id",
-                    "period",
-                    "period_start",
-                    "activity_type",
-                    "organisation_id",
-                    "activity_count",
-                ],
-                select(mentor, literal(period.value), start, ledger.activity_type, org, count)
-                .where(chosen)
-                .group_by(mentor, start, ledger.activity_type, org),
-            )
-        )
-    for table, columns, query in grouped:
-        stmt = insert_for(conn, table).from_select(columns, query)
         keys = [c.name for c in table.primary_key.columns]
+        columns = [*keys, "organisation_id", "activity_count"]
+        stmt = insert_for(conn, table).from_select(columns, queries[table.name])
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=keys,
                 set_={"activity_count": table.c.activity_count + stmt.excluded.activity_count},
             )
         )
+    ledger = source.c
     stmt = insert_for(conn, mentors).from_select(
         ["peer_mentor_id", "organisation_id", "stats_changed_at"],
-        select(mentor, org, literal(now, type_=mentors.c.stats_changed_at.type))
-        .where(chosen)
+        select(
+            ledger.peer_mentor_id,
+            ledger.organisation_id,
+            literal(now, type_=mentors.c.stats_changed_at.type),
+        )
+        .where(where, ledger.deleted.is_(False))
         .distinct(),
     )
     conn.execute(
