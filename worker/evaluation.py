@@ -70,8 +70,16 @@ def evaluate_mentors(
         by_org[d.organisation_id].append(d)
     if not definitions:
         return result
-    snapshots = load_snapshots(conn, mentor_orgs.keys(), _needed_streaks(definitions))
     held = earned_definition_ids(conn, mentor_orgs.keys())
+    # Streaks are the costly part of a snapshot: load only those that a
+    # definition still to be earned (or a revocable one to re-check) needs.
+    relevant = [
+        d
+        for d in definitions
+        if any((d.id, m) not in held for m, org in mentor_orgs.items() if org == d.organisation_id)
+        or (d.revocable and recheck_revocable)
+    ]
+    snapshots = load_snapshots(conn, mentor_orgs.keys(), _needed_streaks(relevant))
     to_award = [
         (d, mentor)
         for mentor, org in sorted(mentor_orgs.items(), key=lambda item: str(item[0]))
