@@ -1,0 +1,91 @@
+"""``import``: ``badges import activities FILE`` with full evaluation.
+
+A JSON-lines file of historical activities (the import format: one
+``activity`` object per line) is written first (not timed); then the real
+command runs as a subprocess against the scenario's database, with the
+default badge set (thresholds, week and month streaks, courses, a
+combination).  ``seconds`` is the command's wall time: validation pass,
+loading, aggregation, evaluation and awards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.data import history_activities, mentor_id
+from bench.database import prepare
+from bench.progress import say
+from bench.resources import throwaway_environment
+from bench.workers import ROOT
+
+FULL = {"activities": 1_000_000, "mentors": 10_000}
+QUICK = {"activities": 100_000, "mentors": 1_000}
+FIRST_DAY, LAST_DAY = date(2023, 1, 1), date(2026, 11, 15)
+
+
+def write_file(path: Path, activities: int, mentors: int) -> int:
+    """Write the import file; returns its size in bytes."""
+    from worker.history_import import activity_line
+
+    ids = [mentor_id(n, run="import") for n in range(mentors)]
+    with path.open("w") as handle:
+        for activity in history_activities(
+            activities, mentors=ids, first=FIRST_DAY, last=LAST_DAY, seed=7
+        ):
+            handle.write(activity_line(activity) + "\n")
+    return path.stat().st_size
+
+
+def badges_command() -> list[str]:
+    """The ``badges`` console script of this environment (or its module)."""
+    script = Path(sys.executable).with_name("badges")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    """Run the scenario on its own database."""
+    size = QUICK if quick else FULL
+    with (
+        throwaway_environment() as env,
+        tempfile.TemporaryDirectory(prefix="bench-import-") as folder,
+    ):
+        engine = prepare(env.database_url)
+        try:
+            path = Path(folder) / "activities.jsonl"
+            say(f"writing {size['activities']} activities for {size['mentors']} mentors")
+            file_bytes = write_file(path, size["activities"], size["mentors"])
+            command = [*badges_command(), "import", "activities", str(path)]
+            say("running: badges import activities FILE")
+            started = time.monotonic()
+            done = subprocess.run(
+                command, cwd=ROOT, env=env.process_environment(), capture_output=True, text=True
+            )
+            seconds = time.monotonic() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"import failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            say(done.stdout.strip())
+            with engine.connect() as conn:
+                ledger = int(
+                    conn.execute(text("SELECT count(*) FROM activity_ledger")).scalar_one()
+                )
+                awarded = int(conn.execute(text("SELECT count(*) FROM earned_badges")).scalar_one())
+        finally:
+            engine.dispose()
+    if ledger != size["activities"]:
+        raise RuntimeError(f"ledger holds {ledger} rows, expected {size['activities']}")
+    return {
+        "activities": size["activities"],
+        "seconds": round(seconds, 1),
+        "activities_per_s": round(size["activities"] / seconds),
+        "mentors": size["mentors"],
+        "badges_awarded": awarded,
+        "file_mb": round(file_bytes / 2**20, 1),
+    }

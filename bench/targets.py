@@ -1,0 +1,48 @@
+"""The targets of issue 6, checked against a scenario's result (never asserted by tests).
+
+A target that only applies at full size (``import``: 1,000,000 activities;
+``tiers.seconds``: 100,000 mentors) is ``None`` when the run was smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[dict[str, Any]], bool | None]
+
+
+def _at_size(key: str, size: int, check: Check) -> Check:
+    return lambda r: check(r) if r.get(key, 0) >= size else None
+
+
+TARGETS: dict[str, dict[str, Check]] = {
+    "ingest": {
+        "ratio >= 0.85": lambda r: r["ratio"] >= 0.85,
+        "p99_ms <= 1500": lambda r: r["p99_ms"] <= 1500,
+    },
+    "scale": {"ratio >= 1.6": lambda r: r["ratio"] >= 1.6},
+    "history": {"ratio <= 1.25": lambda r: r["ratio"] <= 1.25},
+    "tiers": {
+        "seconds <= 10 (100,000 mentors)": _at_size(
+            "mentors", 100_000, lambda r: r["seconds"] <= 10
+        ),
+        "speedup >= 50": lambda r: r["speedup"] >= 50,
+    },
+    "import": {
+        "seconds <= 120 (1,000,000 activities)": _at_size(
+            "activities", 1_000_000, lambda r: r["seconds"] <= 120
+        ),
+    },
+    "memory": {
+        "rss_end_mb within 10% of rss_start_mb": lambda r: (
+            abs(r["rss_end_mb"] - r["rss_start_mb"]) <= 0.1 * r["rss_start_mb"]
+        ),
+        "rss_max_mb <= 200": lambda r: r["rss_max_mb"] <= 200,
+    },
+}
+
+
+def check(scenario: str, result: dict[str, Any]) -> dict[str, bool | None]:
+    """Target description -> met (True/False), or None when it does not apply."""
+    return {name: test(result) for name, test in TARGETS.get(scenario, {}).items()}
