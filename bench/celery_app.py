@@ -14,7 +14,7 @@ from worker.app import app
 NOOP_TASK = "bench.noop"
 
 
-@app.task(name=NOOP_TASK)  # type: ignore[misc]
+@app.task(name=NOOP_TASK)  # type: ignore[untyped-decorator]
 def noop(**_: Any) -> None:
     """Accept a message and do nothing (the payload is decoded, then ignored)."""
 

@@ -156,7 +156,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             second_seconds, _ = set_based(engine)
             say(f"set-based, second run: {second_seconds:.2f}s")
             with engine.connect() as conn:
-                tiers = dict(
+                tiers: dict[int, int] = dict(
                     conn.execute(
                         text("SELECT tier, count(*) FROM tier_assignments GROUP BY tier")
                     ).all()
