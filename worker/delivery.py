@@ -24,7 +24,7 @@ exists: a notification failure never alters an award.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -40,7 +40,7 @@ from worker.db import is_postgres, lock_key, unit_of_work
 from worker.messages import RenderedMessage, UnknownKind, render
 from worker.outbox import BADGE_EARNED, Channel, OutboxRef, OutboxState
 from worker.push import PushOutcome, PushResult
-from worker.sql import insert_for
+from worker.sql import in_values, insert_for
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +90,19 @@ class PushAttempt:
 PushSender = Callable[[Mapping[str, Any], str], PushResult]
 
 
-def load_item(conn: Connection, outbox_id: UUID, *, lock: bool = True) -> OutboxItem | None:
-    """The outbox row with its organisation's language; locked ``FOR UPDATE`` by default."""
-    query = (
-        select(
-            notification_outbox,
-            func.coalesce(organisations.c.language, "nb").label("language"),
+def _item_query() -> Any:
+    """Outbox rows with their organisation's language (``nb`` when unknown)."""
+    return select(
+        notification_outbox,
+        func.coalesce(organisations.c.language, "nb").label("language"),
+    ).select_from(
+        notification_outbox.outerjoin(
+            organisations, organisations.c.id == notification_outbox.c.organisation_id
         )
-        .select_from(
-            notification_outbox.outerjoin(
-                organisations, organisations.c.id == notification_outbox.c.organisation_id
-            )
-        )
-        .where(notification_outbox.c.id == outbox_id)
     )
-    if lock:
-        query = query.with_for_update(of=notification_outbox)
-    row = conn.execute(query).first()
-    if row is None:
-        return None
+
+
+def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row.id,
         channel=Channel(row.channel),
@@ -123,33 +117,82 @@ def load_item(conn: Connection, outbox_id: UUID, *, lock: bool = True) -> Outbox
     )
 
 
+def load_item(conn: Connection, outbox_id: UUID, *, lock: bool = True) -> OutboxItem | None:
+    """The outbox row with its organisation's language; locked ``FOR UPDATE`` by default."""
+    query = _item_query().where(notification_outbox.c.id == outbox_id)
+    if lock:
+        query = query.with_for_update(of=notification_outbox)
+    row = conn.execute(query).first()
+    return None if row is None else _item(row)
+
+
+def load_items(conn: Connection, outbox_ids: Collection[UUID]) -> dict[UUID, OutboxItem]:
+    """Several outbox rows, locked ``FOR UPDATE`` in id order (no deadlock between batches)."""
+    query = (
+        _item_query()
+        .where(in_values(conn, notification_outbox.c.id, sorted(set(outbox_ids))))
+        .order_by(notification_outbox.c.id)
+        .with_for_update(of=notification_outbox)
+    )
+    return {row.id: _item(row) for row in conn.execute(query)}
+
+
 def deliver_in_app(conn: Connection, outbox_id: UUID, *, now: datetime, tz: tzinfo) -> Delivery:
     """Insert the in-app notification of one outbox row, at most once, and mark it sent."""
-    item = load_item(conn, outbox_id)
-    if item is None or item.channel is not Channel.IN_APP:
-        return Delivery.MISSING
-    if item.state in FINAL_STATES:
-        return Delivery.ALREADY_DONE
-    try:
-        message = render(item.kind, item.payload, language=item.language, tz=tz)
-    except UnknownKind as exc:
-        _set_state(conn, item, OutboxState.DEAD, now=now, error=str(exc), attempted=True)
-        return Delivery.DEAD
-    conn.execute(
-        insert_for(conn, notifications)
-        .values(
-            id=uuid4(),
-            peer_mentor_id=item.peer_mentor_id,
-            organisation_id=item.organisation_id,
-            kind=item.kind,
-            payload=in_app_payload(item, message),
-            created_at=now,
-            outbox_id=item.id,
+    return deliver_in_app_batch(conn, [outbox_id], now=now, tz=tz)[outbox_id]
+
+
+def deliver_in_app_batch(
+    conn: Connection, outbox_ids: Collection[UUID], *, now: datetime, tz: tzinfo
+) -> dict[UUID, Delivery]:
+    """Deliver several in-app outbox rows in the caller's transaction, each at most once.
+
+    A constant number of statements however many rows: one locking read, one
+    insert of the ``notifications`` rows (``ON CONFLICT (outbox_id) DO
+    NOTHING``), one state update per outcome.  Returns what happened to each id.
+    """
+    items = load_items(conn, outbox_ids)
+    outcomes: dict[UUID, Delivery] = {}
+    delivered: list[dict[str, Any]] = []
+    dead: dict[str, list[UUID]] = {}
+    for outbox_id in outbox_ids:
+        item = items.get(outbox_id)
+        if outbox_id in outcomes:
+            continue  # the same id twice in one batch: delivered once
+        if item is None or item.channel is not Channel.IN_APP:
+            outcomes[outbox_id] = Delivery.MISSING
+        elif item.state in FINAL_STATES:
+            outcomes[outbox_id] = Delivery.ALREADY_DONE
+        else:
+            try:
+                message = render(item.kind, item.payload, language=item.language, tz=tz)
+            except UnknownKind as exc:
+                dead.setdefault(str(exc), []).append(item.id)
+                outcomes[outbox_id] = Delivery.DEAD
+                continue
+            delivered.append(
+                {
+                    "id": uuid4(),
+                    "peer_mentor_id": item.peer_mentor_id,
+                    "organisation_id": item.organisation_id,
+                    "kind": item.kind,
+                    "payload": in_app_payload(item, message),
+                    "created_at": now,
+                    "outbox_id": item.id,
+                }
+            )
+            outcomes[outbox_id] = Delivery.DELIVERED
+    if delivered:
+        conn.execute(
+            insert_for(conn, notifications).on_conflict_do_nothing(index_elements=["outbox_id"]),
+            delivered,
         )
-        .on_conflict_do_nothing(index_elements=["outbox_id"])
-    )
-    _set_state(conn, item, OutboxState.SENT, now=now, attempted=True)
-    return Delivery.DELIVERED
+        _set_states(
+            conn, [d["outbox_id"] for d in delivered], OutboxState.SENT, now=now, attempted=True
+        )
+    for error, ids in dead.items():
+        _set_states(conn, ids, OutboxState.DEAD, now=now, error=error, attempted=True)
+    return outcomes
 
 
 def in_app_payload(item: OutboxItem, message: RenderedMessage) -> dict[str, Any]:
@@ -247,13 +290,29 @@ def record_push_result(
 
 def skip_push(conn: Connection, outbox_id: UUID, *, now: datetime, reason: str) -> Delivery:
     """Mark a push row skipped (no gateway configured), unless it already reached an end."""
-    item = load_item(conn, outbox_id)
-    if item is None or item.channel is not Channel.PUSH:
-        return Delivery.MISSING
-    if item.state in FINAL_STATES:
-        return Delivery.ALREADY_DONE
-    _set_state(conn, item, OutboxState.SKIPPED, now=now, error=reason)
-    return Delivery.SKIPPED
+    return skip_push_batch(conn, [outbox_id], now=now, reason=reason)[outbox_id]
+
+
+def skip_push_batch(
+    conn: Connection, outbox_ids: Collection[UUID], *, now: datetime, reason: str
+) -> dict[UUID, Delivery]:
+    """Mark push rows skipped with ``reason`` (one update), except those already at an end."""
+    items = load_items(conn, outbox_ids)
+    outcomes: dict[UUID, Delivery] = {}
+    for outbox_id in outbox_ids:
+        item = items.get(outbox_id)
+        if outbox_id in outcomes:
+            continue
+        if item is None or item.channel is not Channel.PUSH:
+            outcomes[outbox_id] = Delivery.MISSING
+        elif item.state in FINAL_STATES:
+            outcomes[outbox_id] = Delivery.ALREADY_DONE
+        else:
+            outcomes[outbox_id] = Delivery.SKIPPED
+    skipped = [i for i, outcome in outcomes.items() if outcome is Delivery.SKIPPED]
+    if skipped:
+        _set_states(conn, skipped, OutboxState.SKIPPED, now=now, error=reason)
+    return outcomes
 
 
 def award_revoked(conn: Connection, item: OutboxItem) -> bool:
@@ -312,6 +371,18 @@ def _set_state(
     error: str | None = None,
     attempted: bool = False,
 ) -> None:
+    _set_states(conn, [item.id], state, now=now, error=error, attempted=attempted)
+
+
+def _set_states(
+    conn: Connection,
+    outbox_ids: Sequence[UUID],
+    state: OutboxState,
+    *,
+    now: datetime,
+    error: str | None = None,
+    attempted: bool = False,
+) -> None:
     values: dict[str, Any] = {"state": state.value, "updated_at": now}
     if attempted:
         values["attempts"] = notification_outbox.c.attempts + 1
@@ -320,7 +391,9 @@ def _set_state(
     if state is OutboxState.SENT:
         values["delivered_at"] = now
     conn.execute(
-        update(notification_outbox).where(notification_outbox.c.id == item.id).values(values)
+        update(notification_outbox)
+        .where(in_values(conn, notification_outbox.c.id, list(outbox_ids)))
+        .values(values)
     )
 
 

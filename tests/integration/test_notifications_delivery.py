@@ -24,10 +24,12 @@ from worker.delivery import (
     REVOKED_REASON,
     Delivery,
     deliver_in_app,
+    deliver_in_app_batch,
     deliver_push,
     outbox_counts,
     requeue_dead,
     skip_push,
+    skip_push_batch,
 )
 from worker.ingest import IncomingEvent, ingest_events
 from worker.outbox import TIER_PROMOTED, Channel, OutboxRef, OutboxState, write_notifications
@@ -158,6 +160,78 @@ def test_delivery_tasks_ignore_ids_of_the_other_channel_or_unknown(conn: Connect
     assert deliver_in_app(conn, ids[Channel.PUSH], now=NOW, tz=OSLO) is Delivery.MISSING
     assert deliver_in_app(conn, uuid.uuid4(), now=NOW, tz=OSLO) is Delivery.MISSING
     assert in_app_rows(conn, ids[Channel.PUSH]) == []
+
+
+def test_a_batch_of_in_app_rows_is_delivered_once_each_with_an_outcome_per_id(
+    conn: Connection,
+) -> None:
+    first, second, done = award(conn), award(conn, language="en"), award(conn)
+    assert deliver_in_app(conn, done[Channel.IN_APP], now=NOW, tz=OSLO) is Delivery.DELIVERED
+    unknown = uuid.uuid4()
+    batch = [
+        first[Channel.IN_APP],
+        second[Channel.IN_APP],
+        first[Channel.IN_APP],  # the same id twice in one message
+        done[Channel.IN_APP],
+        first[Channel.PUSH],
+        unknown,
+    ]
+
+    outcomes = deliver_in_app_batch(conn, batch, now=NOW, tz=OSLO)
+
+    assert outcomes == {
+        first[Channel.IN_APP]: Delivery.DELIVERED,
+        second[Channel.IN_APP]: Delivery.DELIVERED,
+        done[Channel.IN_APP]: Delivery.ALREADY_DONE,
+        first[Channel.PUSH]: Delivery.MISSING,
+        unknown: Delivery.MISSING,
+    }
+    for ids, title in ((first, "Nytt merke: First-Step"), (second, "New badge: First-Step")):
+        (row,) = in_app_rows(conn, ids[Channel.IN_APP])
+        assert row.payload["title"] == title
+        outbox = outbox_row(conn, ids[Channel.IN_APP])
+        assert (outbox.state, outbox.attempts, outbox.delivered_at) == ("sent", 1, NOW)
+    assert outbox_row(conn, done[Channel.IN_APP]).attempts == 1
+    assert outbox_row(conn, first[Channel.PUSH]).state == "pending"
+    # Delivered again (a redelivered message): nothing new.
+    again = deliver_in_app_batch(conn, batch[:2], now=NOW, tz=OSLO)
+    assert set(again.values()) == {Delivery.ALREADY_DONE}
+    assert len(in_app_rows(conn, first[Channel.IN_APP])) == 1
+
+
+def test_an_unknown_kind_in_a_batch_is_dead_without_failing_the_others(conn: Connection) -> None:
+    good = award(conn)
+    org, mentor = uuid.uuid4(), uuid.uuid4()
+    apply(conn, {"organisations": [organisation(org)]})
+    (strange,) = [
+        r.id
+        for r in write_notifications(conn, [("mystery", "m:1", org, mentor, {})], now=NOW)
+        if r.channel is Channel.IN_APP
+    ]
+
+    outcomes = deliver_in_app_batch(conn, [strange, good[Channel.IN_APP]], now=NOW, tz=OSLO)
+
+    assert outcomes == {strange: Delivery.DEAD, good[Channel.IN_APP]: Delivery.DELIVERED}
+    dead = outbox_row(conn, strange)
+    assert (dead.state, dead.attempts) == ("dead", 1) and "mystery" in dead.last_error
+    assert in_app_rows(conn, strange) == []
+
+
+def test_skip_push_batch_skips_open_rows_in_one_go(conn: Connection) -> None:
+    first, second = award(conn), award(conn)
+    assert skip_push(conn, second[Channel.PUSH], now=NOW, reason="earlier") is Delivery.SKIPPED
+    batch = [first[Channel.PUSH], second[Channel.PUSH], first[Channel.IN_APP]]
+
+    outcomes = skip_push_batch(conn, batch, now=NOW, reason=NO_GATEWAY_REASON)
+
+    assert outcomes == {
+        first[Channel.PUSH]: Delivery.SKIPPED,
+        second[Channel.PUSH]: Delivery.ALREADY_DONE,
+        first[Channel.IN_APP]: Delivery.MISSING,
+    }
+    assert outbox_row(conn, first[Channel.PUSH]).last_error == NO_GATEWAY_REASON
+    assert outbox_row(conn, second[Channel.PUSH]).last_error == "earlier"
+    assert outbox_row(conn, first[Channel.IN_APP]).state == "pending"
 
 
 def test_same_in_app_row_delivered_concurrently_inserts_one_notification(clean_db: Engine) -> None:

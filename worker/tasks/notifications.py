@@ -2,7 +2,16 @@
 
 Delivery tasks run on queue ``notifications`` (celeryconfig routes
 ``badges.deliver_*``), so a slow gateway never holds up ingestion.  Each
-takes one keyword argument ``outbox_id`` and is idempotent on it.
+takes one keyword argument: ``outbox_ids`` (a list of at most
+:data:`MAX_BATCH` outbox ids, as ``dispatch_outbox`` sends them) or
+``outbox_id`` (one id), and is idempotent on every id.
+
+Batches keep the message count low: an ingest batch that awards twenty
+badges sends two messages, not forty.  In-app rows of a batch are delivered
+in one transaction with a constant number of statements.  A push batch is
+marked ``skipped`` in one statement when no gateway is configured; otherwise
+it fans out into one ``deliver_push`` message per row, because each push is
+an HTTP call with its own attempts, backoff and dead letter.
 
 Retry policy (push): the attempt count lives in the outbox row, not in the
 message, so it survives relays and redeliveries.  A retryable failure
@@ -18,11 +27,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
 from celery import Task
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker import delivery
 from worker.app import app
@@ -43,12 +53,27 @@ MAX_RELAY_BATCHES = 20
 MAX_OUTAGE_RETRIES = 20
 
 
+#: Most outbox ids one delivery message may carry (``dispatch_outbox`` sends at most this many).
+MAX_BATCH = 1000
+
+
 class DeliveryMessage(BaseModel):
-    """The message of a delivery task: exactly one keyword argument ``outbox_id``."""
+    """The message of a delivery task: ``outbox_ids`` (a batch) or ``outbox_id`` (one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    outbox_id: UUID
+    outbox_id: UUID | None = None
+    outbox_ids: list[UUID] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DeliveryMessage:
+        if (self.outbox_id is None) == (self.outbox_ids is None):
+            raise ValueError("give exactly one of outbox_id and outbox_ids")
+        return self
+
+    @property
+    def ids(self) -> list[UUID]:
+        return [self.outbox_id] if self.outbox_id is not None else list(self.outbox_ids or ())
 
 
 _outage_retry: dict[str, Any] = {
@@ -61,22 +86,28 @@ _outage_retry: dict[str, Any] = {
 
 
 @app.task(bind=True, name="badges.deliver_in_app", **_outage_retry)
-def deliver_in_app(self: Task, *args: Any, **kwargs: Any) -> str:
-    """Insert the in-app notification of one outbox row (idempotent)."""
+def deliver_in_app(self: Task, *args: Any, **kwargs: Any) -> dict[str, int] | str:
+    """Insert the in-app notifications of a batch of outbox rows (idempotent).
+
+    Returns how many rows ended in each outcome (``delivered``, ``already_done``, …).
+    """
     message = _parse(self, args, kwargs)
     if message is None:
         return "invalid"
     with unit_of_work() as conn:
-        outcome = delivery.deliver_in_app(
-            conn, message.outbox_id, now=SystemClock().now(), tz=get_settings().tz
+        outcomes = delivery.deliver_in_app_batch(
+            conn, message.ids, now=SystemClock().now(), tz=get_settings().tz
         )
-    log.info("in-app %s: %s", message.outbox_id, outcome)
-    return outcome.value
+    return _summarise("in-app", outcomes)
 
 
 @app.task(bind=True, name="badges.deliver_push", **_outage_retry)
-def deliver_push(self: Task, *args: Any, **kwargs: Any) -> str:
-    """Send one push notification through the gateway; retry, dead-letter, or skip."""
+def deliver_push(self: Task, *args: Any, **kwargs: Any) -> dict[str, int] | str:
+    """Send push notifications through the gateway; retry, dead-letter, or skip.
+
+    A batch (``outbox_ids``) is skipped in one statement when no gateway is
+    configured, and otherwise fans out into one message per row.
+    """
     message = _parse(self, args, kwargs)
     if message is None:
         return "invalid"
@@ -84,13 +115,22 @@ def deliver_push(self: Task, *args: Any, **kwargs: Any) -> str:
     if not settings.push_gateway_url:
         _log_no_gateway_once()
         with unit_of_work() as conn:
-            skipped = delivery.skip_push(
-                conn, message.outbox_id, now=SystemClock().now(), reason=NO_GATEWAY_REASON
+            outcomes = delivery.skip_push_batch(
+                conn, message.ids, now=SystemClock().now(), reason=NO_GATEWAY_REASON
             )
-        return skipped.value
+        return _summarise("push", outcomes)
+    if message.outbox_id is None:
+        for outbox_id in message.ids:
+            deliver_push.apply_async(kwargs={"outbox_id": str(outbox_id)})
+        return {"fanned_out": len(message.ids)}
+    return _push_one(settings, message.outbox_id).value
+
+
+def _push_one(settings: Settings, outbox_id: UUID) -> Delivery:
+    """One push attempt for one row; a retryable failure re-sends the task with backoff."""
     attempt = delivery.deliver_push(
         get_engine(),
-        message.outbox_id,
+        outbox_id,
         send=lambda body, key: _gateway(settings).send(body, idempotency_key=key),
         clock=SystemClock(),
         tz=settings.tz,
@@ -106,25 +146,31 @@ def deliver_push(self: Task, *args: Any, **kwargs: Any) -> str:
         )
         log.warning(
             "push %s attempt %d failed (%s); retrying in %.2fs",
-            message.outbox_id,
+            outbox_id,
             attempt.attempts,
             attempt.error,
             countdown,
         )
         # A fresh message rather than self.retry(): the row counts push attempts,
         # and Celery's retry counter (kept for outages) must not stop them first.
-        deliver_push.apply_async(kwargs={"outbox_id": str(message.outbox_id)}, countdown=countdown)
-        return attempt.delivery.value
-    if attempt.delivery is Delivery.DEAD:
+        deliver_push.apply_async(kwargs={"outbox_id": str(outbox_id)}, countdown=countdown)
+    elif attempt.delivery is Delivery.DEAD:
         log.error(
-            "push %s is dead after %d attempt(s): %s",
-            message.outbox_id,
-            attempt.attempts,
-            attempt.error,
+            "push %s is dead after %d attempt(s): %s", outbox_id, attempt.attempts, attempt.error
         )
     else:
-        log.info("push %s: %s", message.outbox_id, attempt.delivery)
-    return attempt.delivery.value
+        log.info("push %s: %s", outbox_id, attempt.delivery)
+    return attempt.delivery
+
+
+def _summarise(channel: str, outcomes: dict[UUID, Delivery]) -> dict[str, int]:
+    counts = dict(Counter(outcome.value for outcome in outcomes.values()))
+    if len(outcomes) == 1:
+        (outbox_id,) = outcomes
+        log.info("%s %s: %s", channel, outbox_id, outcomes[outbox_id])
+    else:
+        log.info("%s batch of %d: %s", channel, len(outcomes), counts)
+    return counts
 
 
 @app.task(name="badges.relay_outbox")
