@@ -125,7 +125,8 @@ def ingest_events(
     decreased = delta.has_decrease
     apply_delta(conn, delta, now)
 
-    changed_mentors = {m: o for m, o in mentor_orgs.items() if m in delta.mentors or m in decreased}
+    counted = delta.mentors | decreased
+    changed_mentors = {m: o for m, o in mentor_orgs.items() if m in counted}
     evaluation = evaluate_mentors(
         conn,
         changed_mentors,
