@@ -284,7 +284,7 @@ def _evaluate_period(
             )
             for row in conn.execute(upsert).all()
         ),
-        key=lambda p: str(p.peer_mentor_id),
+        key=lambda p: p.peer_mentor_id,  # UUIDs order as their text does
     )
     return run
 

@@ -258,7 +258,7 @@ def award_tier_badge(
             )
             for row in conn.execute(stmt).all()
         ),
-        key=lambda e: str(e.peer_mentor_id),
+        key=lambda e: e.peer_mentor_id,
     )
     if not awarded:
         return [], []
