@@ -349,9 +349,8 @@ def test_set_based_outbox_rows_equal_the_per_row_writer(any_conn: Connection) ->
             badge(org, "gold-mentor", {"type": "tier", "version": 1, "min_tier": "gold"}),
         ],
     )
-    team = {m: (count, streak) for m, (count, streak) in
-            zip((uuid.uuid4() for _ in range(6)),
-                [(3, 2), (8, 4), (15, 6), (20, 8), (1, 1), (9, 5)], strict=True)}  # fmt: skip
+    # (activities, weekly streak): bronze, silver, gold, gold, nothing, silver.
+    team = {uuid.uuid4(): cs for cs in [(3, 2), (8, 4), (15, 6), (20, 8), (1, 1), (9, 5)]}
     ingest(
         any_conn,
         [e for m, (c, s) in team.items() for e in activity_events(org, m, count=c, streak=s)],
