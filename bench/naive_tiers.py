@@ -1,22 +1,38 @@
 """A naive tier re-evaluation, for comparison only: one mentor at a time.
 
-Per mentor: one query for its daily counts inside the period, the count and
-the longest weekly streak per tier computed in Python (with the project's own
-``worker.streaks.longest_streak``), and one upsert that only promotes.  It
-does less than the real code (no notifications, no badge evaluation of the
-promoted), so the speedup measured against it is a lower bound.
+Per mentor it does the job the real run does, through the project's own
+per-mentor functions:
+
+* one query for its daily counts inside the period, the count and the
+  longest weekly streak per tier computed in Python (the project's
+  ``worker.streaks.longest_streak``), and one upsert that only promotes;
+* for a promotion: its ``tier_promoted`` outbox rows
+  (``worker.outbox.write_notifications`` of
+  ``worker.tier_evaluation.promotion_notification``), the evaluation of the
+  definitions a promotion can newly satisfy (``worker.evaluation.
+  evaluate_mentors``, the tier definitions only, as the real run) and the
+  ``badge_earned`` outbox rows of its awards
+  (``worker.outbox.write_award_notifications``).
+
+:func:`evaluate_mentor` returns the time spent in the first part separately,
+so the tier computation alone can be compared too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import Connection, text
 
+from worker.evaluation import evaluate_mentors
+from worker.outbox import write_award_notifications, write_notifications
 from worker.streaks import Period, longest_streak
-from worker.tiers import RecognitionTier, TierAwardPeriod
+from worker.tier_evaluation import Promotion, promotion_notification
+from worker.tiers import RecognitionTier, TierAwardPeriod, TierLevel
 
 _DAILY = text(
     "SELECT activity_date, activity_type, activity_count FROM daily_activity_counts "
@@ -29,8 +45,17 @@ _UPSERT = text(
     "VALUES (gen_random_uuid(), :mentor, :org, :period, :tier, :now) "
     "ON CONFLICT (peer_mentor_id, award_period_id) DO UPDATE "
     "SET tier = excluded.tier, assigned_at = excluded.assigned_at "
-    "WHERE tier_assignments.tier < excluded.tier RETURNING id"
+    "WHERE tier_assignments.tier < excluded.tier RETURNING id, assigned_at"
 )
+
+
+@dataclass
+class MentorOutcome:
+    promoted: bool
+    awards: int
+    outbox_rows: int
+    #: seconds spent on the tier itself (read, compute, upsert)
+    tier_seconds: float
 
 
 def candidate_mentors(conn: Connection, organisation_id: UUID) -> list[UUID]:
@@ -50,8 +75,10 @@ def evaluate_mentor(
     tiers: Sequence[RecognitionTier],
     *,
     now: datetime,
-) -> bool:
-    """Assign one mentor's highest tier in ``period``; True if it was a promotion."""
+    tier_definitions: Collection[UUID],
+) -> MentorOutcome:
+    """Assign one mentor's highest tier in ``period``, then notify and award as the real run."""
+    started = time.perf_counter()
     rows = conn.execute(
         _DAILY,
         {
@@ -69,16 +96,35 @@ def evaluate_mentor(
         streak = longest_streak((r.activity_date for r in qualifying), Period.WEEK)
         if total >= tier.min_assignments and streak >= tier.min_streak:
             best = max(best, int(tier.level))
-    if best == 0:
-        return False
-    promoted = conn.execute(
-        _UPSERT,
-        {
-            "mentor": mentor,
-            "org": period.organisation_id,
-            "period": period.id,
-            "tier": best,
-            "now": now,
-        },
-    ).first()
-    return promoted is not None
+    promoted = None
+    if best:
+        promoted = conn.execute(
+            _UPSERT,
+            {
+                "mentor": mentor,
+                "org": period.organisation_id,
+                "period": period.id,
+                "tier": best,
+                "now": now,
+            },
+        ).first()
+    tier_seconds = time.perf_counter() - started
+    if promoted is None:
+        return MentorOutcome(False, 0, 0, tier_seconds)
+    promotion = Promotion(
+        assignment_id=promoted.id,
+        peer_mentor_id=mentor,
+        organisation_id=period.organisation_id,
+        award_period_id=period.id,
+        award_period_name=period.name,
+        tier=TierLevel(best),
+        assigned_at=promoted.assigned_at,
+    )
+    refs = write_notifications(conn, [promotion_notification(promotion)], now=now)
+    awards = []
+    if tier_definitions:
+        awards = evaluate_mentors(
+            conn, {mentor: period.organisation_id}, now=now, only=tier_definitions
+        ).awarded
+        refs += write_award_notifications(conn, awards, now=now)
+    return MentorOutcome(True, len(awards), len(refs), tier_seconds)

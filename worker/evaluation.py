@@ -49,13 +49,16 @@ def evaluate_mentors(
     now: datetime,
     source: AwardSource = "evaluation",
     recheck_revocable: Collection[UUID] = (),
+    only: Collection[UUID] | None = None,
 ) -> EvaluationResult:
     """Award every enabled, automatic definition the mentors now meet.
 
     ``mentor_orgs`` maps mentor id to organisation id.  Mentors in
     ``recheck_revocable`` (some count of theirs went down) also have their
     revocable badges re-checked and revoked, with an audit row, when the
-    criteria no longer hold.
+    criteria no longer hold.  ``only`` limits the evaluation to those
+    definition ids (the tier run evaluates only definitions a promotion can
+    newly satisfy).
     """
     result = EvaluationResult()
     if not mentor_orgs:
@@ -63,7 +66,7 @@ def evaluate_mentors(
     definitions = [
         d
         for d in enabled_definitions(conn, set(mentor_orgs.values()))
-        if not contains_raw(d.criteria)
+        if not contains_raw(d.criteria) and (only is None or d.id in only)
     ]
     by_org: dict[UUID, list[BadgeDefinition]] = defaultdict(list)
     for d in definitions:

@@ -6,20 +6,25 @@ built in :mod:`worker.tier_query`) computes, for every candidate mentor of
 the organisation at once:
 
 * the qualifying activity count inside the period (per tier: its
-  ``activity_types``, empty = all), from ``daily_activity_counts``;
-* the longest run of consecutive ISO weeks with a qualifying activity inside
-  the period (gaps-and-islands with ``ROW_NUMBER``);
+  ``activity_types``, empty = all), from the weekly rows of
+  ``period_activity_counts`` and, for the partial weeks at the period's
+  edges, the daily rows of ``daily_activity_counts``;
+* whether the mentor has a run of ``min_streak`` consecutive ISO weeks with
+  a qualifying activity inside the period (week bit masks);
 * the highest tier whose *both* thresholds hold;
 
 and upserts ``tier_assignments`` so that a row changes only when the new tier
 is higher (the highest tier reached in a period is kept; a mentor whose stats
 went down keeps the tier).  ``RETURNING`` yields exactly the promotions,
-which get an outbox row (``tier_promoted``) in the same transaction and then
-a badge evaluation (``tier`` criteria).
+which get their outbox rows (``tier_promoted``) in the same transaction and
+then the badges a promotion can unlock (definitions with a ``tier``
+criterion), all written set-based by :mod:`worker.tier_followup`.
 
-The number of statements depends on the number of periods, not of mentors:
-per period one candidate count, one upsert and one run record; the follow-up
-writes for promoted mentors go in batches of :data:`BATCH` mentors.
+The number of statements depends on the number of periods and tier badge
+definitions, not of mentors: per period one candidate count, one upsert, one
+run record, one outbox insert, and per plain ``tier`` badge one award insert
+and one outbox insert; composite criteria with a ``tier`` part are evaluated
+for the promoted mentors in batches of :data:`BATCH`.
 
 Incremental rule: a period's run record stores when it last ran and a
 fingerprint of its dates and tier thresholds.  Candidates are the mentors
@@ -42,14 +47,20 @@ from uuid import UUID
 
 from sqlalchemy import Connection, func, literal, select
 
-from schema.tables import mentors, tier_assignments, tier_evaluation_runs
+from schema.tables import tier_assignments, tier_evaluation_runs
 from worker.awards import EarnedBadge
 from worker.clock import Clock, local_today
 from worker.evaluation import evaluate_mentors
-from worker.outbox import TIER_PROMOTED, OutboxRef, write_award_notifications, write_notifications
+from worker.outbox import TIER_PROMOTED, OutboxRef, write_award_notifications
 from worker.settings import get_settings
 from worker.sql import insert_for
-from worker.tier_query import highest_tiers, new_uuid
+from worker.tier_followup import (
+    award_tier_badge,
+    is_plain_tier,
+    tier_definitions,
+    write_promotion_notifications,
+)
+from worker.tier_query import candidate_mentors, highest_tiers, new_uuid
 from worker.tier_rules import config_fingerprint
 from worker.tier_store import active_periods, load_tiers
 from worker.tiers import RecognitionTier, TierAwardPeriod, TierLevel
@@ -139,16 +150,44 @@ def reevaluate_tiers(
             run.mentors_evaluated,
             len(run.promotions),
         )
-    promotions = result.promotions
-    for start in range(0, len(promotions), BATCH):
-        batch = promotions[start : start + BATCH]
-        result.outbox += write_notifications(conn, map(_notification, batch), now=now)
+    for run in result.periods:
+        _follow_up(conn, run, now=now, result=result)
+    return result
+
+
+def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierRun) -> None:
+    """Notify this run's promotions in a period and award the badges they unlock.
+
+    A promotion changes nothing but the mentor's tier, so only definitions
+    with a ``tier`` criterion can newly hold.  Plain ``tier`` badges are
+    awarded set-based; composite criteria with a ``tier`` part go through
+    the general evaluation, for the promoted mentors only.
+    """
+    if not run.promotions:
+        return
+    period = run.period
+    result.outbox += write_promotion_notifications(
+        conn, period, now=now, assigned_at=run.promotions[0].assigned_at.isoformat()
+    )
+    definitions = tier_definitions(conn, period.organisation_id)
+    for definition in definitions:
+        if is_plain_tier(definition):
+            awarded, refs = award_tier_badge(conn, period, definition, now=now)
+            result.awarded += awarded
+            result.outbox += refs
+    composite = {d.id for d in definitions if not is_plain_tier(d)}
+    if not composite:
+        return
+    for start in range(0, len(run.promotions), BATCH):
+        batch = run.promotions[start : start + BATCH]
         evaluation = evaluate_mentors(
-            conn, {p.peer_mentor_id: p.organisation_id for p in batch}, now=now
+            conn,
+            {p.peer_mentor_id: p.organisation_id for p in batch},
+            now=now,
+            only=composite,
         )
         result.awarded += evaluation.awarded
         result.outbox += write_award_notifications(conn, evaluation.awarded, now=now)
-    return result
 
 
 def _tiers_by_org(
@@ -199,18 +238,14 @@ def _evaluate_period(
     since: datetime | None,
     now: datetime,
 ) -> PeriodRun:
-    candidates = select(mentors.c.peer_mentor_id).where(
-        mentors.c.organisation_id == period.organisation_id
-    )
-    if since is not None:
-        candidates = candidates.where(mentors.c.stats_changed_at > since)
+    candidates = candidate_mentors(period, since)
     evaluated = int(
         conn.execute(select(func.count()).select_from(candidates.subquery())).scalar_one()
     )
     run = PeriodRun(period=period, full=since is None, mentors_evaluated=evaluated, promotions=[])
-    if not tiers:
+    if not tiers or not evaluated:
         return run
-    best = highest_tiers(conn, period, tiers, candidates.cte("candidates"))
+    best = highest_tiers(conn, period, tiers, since=since)
     insert = insert_for(conn, tier_assignments).from_select(
         ["id", "peer_mentor_id", "organisation_id", "award_period_id", "tier", "assigned_at"],
         select(
@@ -247,9 +282,9 @@ def _evaluate_period(
                 tier=TierLevel(row.tier),
                 assigned_at=_aware(row.assigned_at),
             )
-            for row in conn.execute(upsert)
+            for row in conn.execute(upsert).all()
         ),
-        key=lambda p: str(p.peer_mentor_id),
+        key=lambda p: p.peer_mentor_id,  # UUIDs order as their text does
     )
     return run
 
@@ -280,7 +315,11 @@ def _record_run(
     )
 
 
-def _notification(p: Promotion) -> tuple[str, str, UUID, UUID, dict[str, Any]]:
+def promotion_notification(p: Promotion) -> tuple[str, str, UUID, UUID, dict[str, Any]]:
+    """The outbox item of one promotion (``worker.outbox.write_notifications``).
+
+    The set-based writer (``worker.tier_followup``) writes the same rows.
+    """
     return (
         TIER_PROMOTED,
         f"{TIER_PROMOTED}:{p.assignment_id}:{int(p.tier)}",

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from worker.streaks import Period, longest_streak
 from worker.tiers import RecognitionTier, TierAwardPeriod, TierEligibility, TierLevel
@@ -47,6 +47,37 @@ def type_filters(tiers: Iterable[RecognitionTier]) -> list[TypeFilter]:
     pass over the period's daily counts, so equal filters are computed once.
     """
     return sorted({frozenset(t.activity_types) for t in tiers}, key=lambda f: sorted(f))
+
+
+@dataclass(frozen=True)
+class PeriodWeeks:
+    """How an award period splits into whole ISO weeks and the days around them.
+
+    ``whole_weeks`` is the (first, last) Monday of the weeks lying wholly inside
+    the period, or None when there is none; ``edge_days`` are the inclusive
+    date ranges of the period outside those weeks (at most two: the partial
+    weeks at the start and at the end, or the whole period when it covers no
+    whole week).  Weekly totals may stand in for the days of a whole week;
+    only the edge days must be read day by day to count exactly the activity
+    dated inside the period.
+    """
+
+    whole_weeks: tuple[date, date] | None
+    edge_days: tuple[tuple[date, date], ...]
+
+
+def period_weeks(start: date, end: date) -> PeriodWeeks:
+    """Split [start, end] into whole ISO weeks (Monday to Sunday) and edge days."""
+    first = start + timedelta(days=(7 - start.weekday()) % 7)  # first Monday >= start
+    last = end - timedelta(days=(end.weekday() + 1) % 7) - timedelta(days=6)  # last whole week
+    if first > last:
+        return PeriodWeeks(None, ((start, end),) if start <= end else ())
+    edges = []
+    if start < first:
+        edges.append((start, first - timedelta(days=1)))
+    if last + timedelta(days=6) < end:
+        edges.append((last + timedelta(days=7), end))
+    return PeriodWeeks((first, last), tuple(edges))
 
 
 def next_tier(tiers: Iterable[RecognitionTier], held: TierLevel | None) -> RecognitionTier | None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from bench.data import ORG, configuration
 from bench.database import analyze, prepare
@@ -105,9 +106,20 @@ def load(engine: Engine, mentors: int, weeks: int) -> int:
     return rows
 
 
-def naive(engine: Engine, sample: int) -> tuple[float, int, int]:
-    """(seconds for all mentors, extrapolated; mentors timed; promotions in the sample)."""
+@dataclass
+class NaiveResult:
+    seconds: float  # the whole job for all mentors, extrapolated
+    tier_seconds: float  # of which: reading, computing and upserting the tier
+    sampled: int
+    promotions: int
+    awards: int
+    outbox_rows: int
+
+
+def naive(engine: Engine, sample: int) -> NaiveResult:
+    """The per-mentor loop over a random sample, scaled to all mentors."""
     from bench.naive_tiers import candidate_mentors, evaluate_mentor
+    from worker.tier_followup import tier_definitions
     from worker.tier_store import active_periods, load_tiers
 
     with engine.connect() as conn:
@@ -116,27 +128,60 @@ def naive(engine: Engine, sample: int) -> tuple[float, int, int]:
             started = time.perf_counter()
             (period,) = active_periods(conn, NOW.date())
             tiers = load_tiers(conn, [period.organisation_id])
+            definitions = {d.id for d in tier_definitions(conn, period.organisation_id)}
             everyone = candidate_mentors(conn, period.organisation_id)
             setup = time.perf_counter() - started
             # A random sample: mentor activity levels follow their insertion order.
             chosen = random.Random(5).sample(everyone, min(sample, len(everyone)))
             started = time.perf_counter()
-            promoted = sum(evaluate_mentor(conn, m, period, tiers, now=NOW) for m in chosen)
+            outcomes = [
+                evaluate_mentor(conn, m, period, tiers, now=NOW, tier_definitions=definitions)
+                for m in chosen
+            ]
             loop = time.perf_counter() - started
         finally:
             transaction.rollback()
-    return setup + loop * len(everyone) / len(chosen), len(chosen), promoted
+    scale = len(everyone) / len(chosen)
+    return NaiveResult(
+        seconds=setup + loop * scale,
+        tier_seconds=setup + sum(o.tier_seconds for o in outcomes) * scale,
+        sampled=len(chosen),
+        promotions=sum(o.promoted for o in outcomes),
+        awards=sum(o.awards for o in outcomes),
+        outbox_rows=sum(o.outbox_rows for o in outcomes),
+    )
 
 
-def set_based(engine: Engine) -> tuple[float, Any]:
-    """One real re-evaluation (commit included): (seconds, TierRun)."""
+def set_based(engine: Engine) -> tuple[float, float, Any]:
+    """One real re-evaluation (commit included): (seconds, tier part seconds, TierRun).
+
+    The tier part is the time of the ``tier_assignments`` upsert statement
+    (the query and the promotions), the counterpart of the naive loop's
+    read-compute-upsert part.
+    """
     from worker.clock import FixedClock
     from worker.tier_evaluation import reevaluate_tiers
 
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        run = reevaluate_tiers(conn, clock=FixedClock(NOW), full=True)
-    return time.perf_counter() - started, run
+    timings: list[float] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("INSERT INTO tier_assignments"):
+            timings.append(time.perf_counter() - conn.info["bench_started"])
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            run = reevaluate_tiers(conn, clock=FixedClock(NOW), full=True)
+        seconds = time.perf_counter() - started
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    return seconds, sum(timings), run
 
 
 def run(*, quick: bool) -> dict[str, Any]:
@@ -149,11 +194,17 @@ def run(*, quick: bool) -> dict[str, Any]:
             started = time.monotonic()
             daily_rows = load(engine, size["mentors"], size["weeks"])
             say(f"{daily_rows} daily rows in {time.monotonic() - started:.1f}s")
-            naive_seconds, sampled, naive_promoted = naive(engine, size["sample"])
-            say(f"naive: {sampled} mentors timed -> {naive_seconds:.1f}s for all")
-            seconds, first = set_based(engine)
-            say(f"set-based: {seconds:.2f}s, {len(first.promotions)} promotions")
-            second_seconds, _ = set_based(engine)
+            slow = naive(engine, size["sample"])
+            say(
+                f"naive: {slow.sampled} mentors timed -> {slow.seconds:.1f}s for all "
+                f"(tier part {slow.tier_seconds:.1f}s)"
+            )
+            seconds, tier_seconds, first = set_based(engine)
+            say(
+                f"set-based: {seconds:.2f}s (tier part {tier_seconds:.2f}s), "
+                f"{len(first.promotions)} promotions"
+            )
+            second_seconds, _, _ = set_based(engine)
             say(f"set-based, second run: {second_seconds:.2f}s")
             with engine.connect() as conn:
                 tiers: dict[int, int] = dict(
@@ -166,13 +217,19 @@ def run(*, quick: bool) -> dict[str, Any]:
     return {
         "mentors": size["mentors"],
         "seconds": round(seconds, 2),
-        "naive_seconds": round(naive_seconds, 1),
-        "speedup": round(naive_seconds / seconds, 1),
+        "naive_seconds": round(slow.seconds, 1),
+        "speedup": round(slow.seconds / seconds, 1),
+        "tier_seconds": round(tier_seconds, 2),
+        "naive_tier_seconds": round(slow.tier_seconds, 1),
+        "tier_speedup": round(slow.tier_seconds / tier_seconds, 1),
         "second_run_seconds": round(second_seconds, 2),
         "daily_rows": daily_rows,
         "promotions": len(first.promotions),
         "badges_awarded": len(first.awarded),
         "tier_counts": {str(k): v for k, v in sorted(tiers.items())},
-        "naive_sample": sampled,
-        "naive_sample_promotions": naive_promoted,
+        "naive_sample": slow.sampled,
+        "naive_sample_promotions": slow.promotions,
+        "naive_sample_awards": slow.awards,
+        "naive_sample_outbox_rows": slow.outbox_rows,
+        "outbox_rows": len(first.outbox),
     }

@@ -18,6 +18,7 @@ from schema.tables import (
     earned_badges,
     mentors,
     notification_outbox,
+    period_activity_counts,
     tier_assignments,
     tier_evaluation_runs,
 )
@@ -339,7 +340,8 @@ def test_incremental_runs_look_only_at_changed_mentors(conn: Connection) -> None
     first = reevaluate_tiers(conn, clock=FixedClock(JUNE), organisation_id=org)
     assert first.periods[0].full and first.promotions == []
 
-    # The silent mentor's stats change behind the incremental code's back.
+    # The silent mentor's stats change behind the incremental code's back
+    # (daily and weekly rows, as the pipeline keeps them; stats_changed_at untouched).
     conn.execute(
         daily_activity_counts.insert(),
         [
@@ -347,6 +349,20 @@ def test_incremental_runs_look_only_at_changed_mentors(conn: Connection) -> None
                 "peer_mentor_id": silent,
                 "organisation_id": org,
                 "activity_date": MONDAY + timedelta(weeks=w),
+                "activity_type": "peer_session",
+                "activity_count": 1,
+            }
+            for w in range(1, 4)
+        ],
+    )
+    conn.execute(
+        period_activity_counts.insert(),
+        [
+            {
+                "peer_mentor_id": silent,
+                "organisation_id": org,
+                "period": "week",
+                "period_start": MONDAY + timedelta(weeks=w),
                 "activity_type": "peer_session",
                 "activity_count": 1,
             }
@@ -417,6 +433,15 @@ def test_statement_count_does_not_grow_with_mentors(conn: Connection) -> None:
                 "FROM mentors m CROSS JOIN generate_series(0, 5) AS w WHERE m.organisation_id = :org"
             ),
             {"org": org, "monday": MONDAY},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO period_activity_counts (peer_mentor_id, period, period_start, "
+                "activity_type, organisation_id, activity_count) "
+                "SELECT peer_mentor_id, 'week', activity_date, activity_type, organisation_id, "
+                "activity_count FROM daily_activity_counts WHERE organisation_id = :org"
+            ),
+            {"org": org},
         )
         issued: list[str] = []
 

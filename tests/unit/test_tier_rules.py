@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 
 from worker.tier_rules import (
     DailyCount,
+    PeriodWeeks,
     WindowStats,
     config_fingerprint,
     covering_period,
     eligibility_towards_next,
     next_tier,
+    period_weeks,
     type_filters,
     window_stats,
 )
@@ -170,3 +172,41 @@ def test_covering_period_prefers_active_then_largest_overlap() -> None:
     assert covering_period([school, off], 2026)[0] == school
     assert covering_period([school], 2025)[0] == school
     assert covering_period([school, whole], 2024) == (None, date(2024, 1, 1), date(2024, 12, 31))
+
+
+@given(
+    st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)),
+    st.integers(min_value=0, max_value=120),
+)
+def test_period_weeks_cover_the_period_exactly(start: date, length: int) -> None:
+    end = start + timedelta(days=length)
+    split = period_weeks(start, end)
+    days: list[date] = []
+    if split.whole_weeks is not None:
+        first, last = split.whole_weeks
+        assert first.weekday() == 0 and last.weekday() == 0 and start <= first <= last
+        assert last + timedelta(days=6) <= end
+        days += [first + timedelta(days=n) for n in range((last - first).days + 7)]
+    for lo, hi in split.edge_days:
+        assert lo <= hi
+        days += [lo + timedelta(days=n) for n in range((hi - lo).days + 1)]
+    assert sorted(days) == [start + timedelta(days=n) for n in range(length + 1)]
+    # Edge days lie in weeks that are not wholly inside the period.
+    for lo, hi in split.edge_days:
+        for n in range((hi - lo).days + 1):
+            monday = lo + timedelta(days=n) - timedelta(days=(lo + timedelta(days=n)).weekday())
+            assert monday < start or monday + timedelta(days=6) > end
+
+
+def test_period_weeks_examples() -> None:
+    # 2026: Thursday 1 January to Thursday 31 December.
+    assert period_weeks(date(2026, 1, 1), date(2026, 12, 31)) == PeriodWeeks(
+        (date(2026, 1, 5), date(2026, 12, 21)),
+        ((date(2026, 1, 1), date(2026, 1, 4)), (date(2026, 12, 28), date(2026, 12, 31))),
+    )
+    assert period_weeks(date(2026, 1, 5), date(2026, 1, 11)) == PeriodWeeks(
+        (date(2026, 1, 5), date(2026, 1, 5)), ()
+    )
+    assert period_weeks(date(2026, 1, 6), date(2026, 1, 12)) == PeriodWeeks(
+        None, ((date(2026, 1, 6), date(2026, 1, 12)),)
+    )
