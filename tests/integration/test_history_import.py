@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from schema.tables import (
     activity_ledger,
@@ -22,9 +22,10 @@ from schema.tables import (
 from tests.helpers import badge, saved_event, streak, threshold
 from tests.integration.conftest import apply, organisation
 from worker.cli import main
-from worker.clock import FixedClock
+from worker.clock import FixedClock, SystemClock
 from worker.db import unit_of_work
 from worker.ingest import IncomingEvent, ingest_events
+from worker.reconcile import reconcile
 
 
 def activity(
@@ -83,8 +84,8 @@ def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
 
     assert main(["import", "activities", str(path), "--chunk-size", "5"]) == 0
     assert (
-        "imported 15 new activit(ies), 1 already present; 2 badge(s) awarded"
-        in capsys.readouterr().out
+        "imported 15 new activit(ies), 0 already present, 1 repeated line(s) ignored; "
+        "2 badge(s) awarded" in capsys.readouterr().out
     )
     first = snapshot(engine, [keen, casual])
     with engine.connect() as c:
@@ -109,8 +110,8 @@ def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
 
     assert main(["import", "activities", str(path)]) == 0
     assert (
-        "imported 0 new activit(ies), 15 already present; 0 badge(s) awarded"
-        in capsys.readouterr().out
+        "imported 0 new activit(ies), 15 already present, 1 repeated line(s) ignored; "
+        "0 badge(s) awarded" in capsys.readouterr().out
     )
     assert snapshot(engine, [keen, casual]) == first
 
@@ -153,3 +154,96 @@ def test_invalid_lines_or_unknown_organisations_import_nothing(
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(activity_ledger)
                          .where(activity_ledger.c.peer_mentor_id == mentor)).scalar_one() == 0  # fmt: skip
+
+
+def staging_tables(engine: Engine) -> list[str]:
+    """Import staging tables left in the database (any session's)."""
+    with engine.connect() as c:
+        return list(
+            c.scalars(
+                text(
+                    "SELECT relname FROM pg_class WHERE relname IN ('import_staging', 'import_new')"
+                )
+            )
+        )
+
+
+def test_many_groups_load_in_a_pipeline_first_line_wins_and_reconcile_agrees(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine,
+        {"organisations": [organisation(org)],
+         "badges": [badge(org, "three", threshold(3)), badge(org, "weekly-4", streak("week", 4))]},
+    )  # fmt: skip
+    mentors = sorted(uuid.uuid4() for _ in range(30))
+    rows = [
+        activity(org, m, date(2024, 1, 1) + timedelta(weeks=i))
+        for i in range(4)
+        for m in mentors  # each mentor's lines are spread over the whole file
+    ]
+    # The same activity again on a later line, under the last mentor (another
+    # group): the first line counts.
+    rows.append({**rows[0], "peer_mentor_id": str(mentors[-1]), "activity_type": "phone_call"})
+    path = write_lines(tmp_path / "many.jsonl", rows)
+
+    # About 8 rows per transaction: groups of two mentors, 15 groups.
+    assert main(["import", "activities", str(path), "--chunk-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "121 line(s); imported 120 new activit(ies), 0 already present, 1 repeated" in out
+    assert "60 badge(s) awarded" in out
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        owner = c.execute(select(activity_ledger.c.peer_mentor_id, activity_ledger.c.activity_type)
+                          .where(activity_ledger.c.activity_id == uuid.UUID(rows[0]["id"]))).one()  # fmt: skip
+        awarded = c.execute(select(earned_badges.c.peer_mentor_id, func.count())
+                            .where(earned_badges.c.peer_mentor_id.in_(mentors))
+                            .group_by(earned_badges.c.peer_mentor_id)).all()  # fmt: skip
+        in_app = c.execute(select(func.count()).select_from(notification_outbox)
+                           .where(notification_outbox.c.peer_mentor_id.in_(mentors),
+                                  notification_outbox.c.channel == "in_app",
+                                  notification_outbox.c.backfill.is_(True))).scalar_one()  # fmt: skip
+    assert tuple(owner) == (mentors[0], "peer_session")
+    assert sorted(awarded) == sorted((m, 2) for m in mentors)  # every mentor evaluated
+    assert in_app == 60
+    with unit_of_work(engine) as conn:
+        assert reconcile(conn, clock=SystemClock(), repair=False).total == 0
+    first = snapshot(engine, mentors)
+    assert main(["import", "activities", str(path), "--chunk-size", "8"]) == 0
+    assert "imported 0 new activit(ies), 120 already present" in capsys.readouterr().out
+    assert snapshot(engine, mentors) == first
+
+
+def test_an_invalid_line_after_many_valid_ones_writes_nothing(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine, {"organisations": [organisation(org)], "badges": [badge(org, "one", threshold(1))]}
+    )
+    mentors = [uuid.uuid4() for _ in range(50)]
+    rows = [
+        activity(org, mentors[i % 50], date(2025, 1, 1) + timedelta(days=i)) for i in range(150)
+    ]
+    course_less = {
+        **activity(org, mentors[0], date(2025, 9, 1)),
+        "activity_type": "training_completed",
+    }
+    path = write_lines(tmp_path / "late.jsonl", [*rows, course_less, *rows[:10]])
+
+    assert main(["import", "activities", str(path), "--chunk-size", "10"]) == 2
+    assert (
+        "line 151: value: a training_completed activity needs a course_id"
+        in capsys.readouterr().err
+    )
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        written = c.execute(select(func.count()).select_from(activity_ledger)
+                            .where(activity_ledger.c.peer_mentor_id.in_(mentors))).scalar_one()  # fmt: skip
+        earned = c.execute(select(func.count()).select_from(earned_badges)
+                           .where(earned_badges.c.peer_mentor_id.in_(mentors))).scalar_one()  # fmt: skip
+    assert (written, earned) == (0, 0)
+    # The same engine (and its pooled connections) imports the valid part.
+    assert main(["import", "activities", str(write_lines(tmp_path / "ok.jsonl", rows))]) == 0
+    assert "imported 150 new activit(ies)" in capsys.readouterr().out
