@@ -33,9 +33,10 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import sha1
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -149,6 +150,22 @@ def _copy_text(value: str) -> str:
     return value
 
 
+_NAMESPACE_BYTES = IMPORT_NAMESPACE.bytes
+
+
+def import_event_id(activity_id: str) -> str:
+    """``uuid5(IMPORT_NAMESPACE, activity_id).hex``: the synthetic event id of an imported row.
+
+    Spelled out (SHA-1, then the version and variant bits) because it runs
+    once per line, and this is about four times faster than building the
+    ``UUID`` object and formatting it.
+    """
+    digest = bytearray(sha1(_NAMESPACE_BYTES + activity_id.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return digest.hex()
+
+
 class _StagingWriter:
     """Buffers validated rows and writes them to the staging table in batches."""
 
@@ -158,14 +175,16 @@ class _StagingWriter:
         self._rows: list[Any] = []
 
     def add(self, number: int, a: Activity) -> None:
-        event_id = uuid5(IMPORT_NAMESPACE, str(a.id))
+        activity_id = str(a.id)
+        event_id = import_event_id(activity_id)
         if self._postgres:
-            # COPY text format; activity types match ``[a-z][a-z0-9_]*`` and
-            # need no escaping, course ids are free text and may.
+            # COPY text format (PostgreSQL reads a uuid from 32 bare hex digits
+            # too); activity types match ``[a-z][a-z0-9_]*`` and need no
+            # escaping, course ids are free text and may.
             course = "\\N" if a.course_id is None else _copy_text(a.course_id)
             self._rows.append(
-                f"{number}\t{a.id}\t{a.organisation_id}\t{a.peer_mentor_id}\t{a.activity_type}"
-                f"\t{a.activity_date.isoformat()}\t{course}\t{event_id}\n"
+                f"{number}\t{activity_id}\t{a.organisation_id.hex}\t{a.peer_mentor_id.hex}"
+                f"\t{a.activity_type}\t{a.activity_date.isoformat()}\t{course}\t{event_id}\n"
             )
         else:
             self._rows.append(
@@ -177,7 +196,7 @@ class _StagingWriter:
                     "activity_type": a.activity_type,
                     "activity_date": a.activity_date,
                     "course_id": a.course_id,
-                    "last_event_id": event_id,
+                    "last_event_id": UUID(hex=event_id),
                 }
             )
         if len(self._rows) >= _STAGE_BATCH:

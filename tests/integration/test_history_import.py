@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, text
 
 from schema.tables import (
     activity_ledger,
+    completed_courses,
     daily_activity_counts,
     earned_badges,
     mentor_activity_counts,
@@ -24,6 +25,7 @@ from tests.integration.conftest import apply, organisation
 from worker.cli import main
 from worker.clock import FixedClock, SystemClock
 from worker.db import unit_of_work
+from worker.history_import import HISTORY_OCCURRED_AT, IMPORT_NAMESPACE
 from worker.ingest import IncomingEvent, ingest_events
 from worker.reconcile import reconcile
 
@@ -247,3 +249,29 @@ def test_an_invalid_line_after_many_valid_ones_writes_nothing(
     # The same engine (and its pooled connections) imports the valid part.
     assert main(["import", "activities", str(write_lines(tmp_path / "ok.jsonl", rows))]) == 0
     assert "imported 150 new activit(ies)" in capsys.readouterr().out
+
+
+def test_course_ids_and_event_ids_reach_the_ledger_unchanged(
+    engine: Engine, tmp_path: Path
+) -> None:
+    org, mentor = uuid.uuid4(), uuid.uuid4()
+    apply(engine, {"organisations": [organisation(org)]})
+    awkward = "C:\\courses\tfirst aid\nday 1 \\N æøå"  # COPY's special characters
+    rows = [
+        {**activity(org, mentor, date(2024, 2, 1), "training_completed"), "course_id": awkward},
+        {**activity(org, mentor, date(2024, 2, 2), "training_completed"), "course_id": "plain"},
+    ]
+    assert main(["import", "activities", str(write_lines(tmp_path / "c.jsonl", rows))]) == 0
+    with engine.connect() as c:
+        stored = c.execute(
+            select(activity_ledger.c.activity_id, activity_ledger.c.course_id,
+                   activity_ledger.c.last_event_id, activity_ledger.c.occurred_at)
+            .where(activity_ledger.c.peer_mentor_id == mentor)
+        ).all()  # fmt: skip
+        courses = c.scalars(select(completed_courses.c.course_id)
+                            .where(completed_courses.c.peer_mentor_id == mentor)).all()  # fmt: skip
+    assert sorted(r.course_id for r in stored) == sorted([awkward, "plain"])
+    assert sorted(courses) == sorted([awkward, "plain"])
+    for row in stored:
+        assert row.last_event_id == uuid.uuid5(IMPORT_NAMESPACE, str(row.activity_id))
+        assert row.occurred_at == HISTORY_OCCURRED_AT

@@ -21,7 +21,12 @@ from worker.clock import FixedClock
 from worker.configuration import apply_configuration
 from worker.db import make_engine
 from worker.definitions import validate_configuration
-from worker.history_import import HistoryImportError, import_activities
+from worker.history_import import (
+    IMPORT_NAMESPACE,
+    HistoryImportError,
+    import_activities,
+    import_event_id,
+)
 
 
 def test_import_on_sqlite_builds_stats_and_backfill_awards_once(tmp_path: Path) -> None:
@@ -78,3 +83,10 @@ def test_import_on_sqlite_builds_stats_and_backfill_awards_once(tmp_path: Path) 
     assert weeks == 3 + 1  # 2, 5, 8, 11, 14, 17, 20 June 2025: three ISO weeks; other: one
     assert sources == ["backfill"]
     assert push_states == ["skipped"]
+
+
+def test_import_event_id_is_uuid5_in_the_import_namespace() -> None:
+    for activity_id in (uuid.uuid4() for _ in range(200)):
+        expected = uuid.uuid5(IMPORT_NAMESPACE, str(activity_id))
+        assert import_event_id(str(activity_id)) == expected.hex
+        assert uuid.UUID(hex=import_event_id(str(activity_id))).version == 5
