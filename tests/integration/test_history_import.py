@@ -275,3 +275,16 @@ def test_course_ids_and_event_ids_reach_the_ledger_unchanged(
     for row in stored:
         assert row.last_event_id == uuid.uuid5(IMPORT_NAMESPACE, str(row.activity_id))
         assert row.occurred_at == HISTORY_OCCURRED_AT
+
+
+def test_an_empty_file_imports_nothing(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    assert main(["import", "activities", str(path)]) == 0
+    assert (
+        "0 line(s); imported 0 new activit(ies), 0 already present; 0 badge(s) awarded"
+        in capsys.readouterr().out
+    )
+    assert staging_tables(engine) == []
