@@ -459,17 +459,32 @@ def import_activities(
             loaded.close()  # on error: wait for the loader thread before ending its session
         total.already_present = distinct - total.imported
         total.duplicate_lines = staged.lines - distinct
-        with conn.begin():
-            conn.exec_driver_sql("DROP TABLE IF EXISTS import_new")
-            conn.exec_driver_sql("DROP TABLE import_staging")
+        _drop_staging(conn)
     except BaseException:
-        # The staging tables live as long as the database session: end it,
-        # so a pooled connection never carries them to its next user.
-        conn.invalidate()
+        _discard_staging(conn)
         raise
     finally:
         conn.close()
     return total
+
+
+def _drop_staging(conn: Connection) -> None:
+    with conn.begin():
+        conn.exec_driver_sql("DROP TABLE IF EXISTS import_new")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
+
+
+def _discard_staging(conn: Connection) -> None:
+    """After a failure: drop the staging tables, or end the session that holds them.
+
+    They live as long as the database session, and a pooled connection must
+    never carry them to its next user.
+    """
+    try:
+        conn.rollback()
+        _drop_staging(conn)
+    except Exception:
+        conn.invalidate()  # the server drops them when the session ends
 
 
 def activity_line(activity: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from schema.tables import (
     activity_ledger,
@@ -22,6 +22,7 @@ from schema.tables import (
 )
 from tests.helpers import badge, saved_event, streak, threshold
 from tests.integration.conftest import apply, organisation
+from worker import history_import
 from worker.cli import main
 from worker.clock import FixedClock, SystemClock
 from worker.db import unit_of_work
@@ -288,3 +289,48 @@ def test_an_empty_file_imports_nothing(
         in capsys.readouterr().out
     )
     assert staging_tables(engine) == []
+
+
+def test_a_failing_group_stops_the_pipeline_and_a_rerun_completes_the_import(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine, {"organisations": [organisation(org)], "badges": [badge(org, "two", threshold(2))]}
+    )
+    mentors = sorted(uuid.uuid4() for _ in range(6))
+    rows = [
+        activity(org, m, date(2024, 4, 1) + timedelta(days=i)) for i in range(2) for m in mentors
+    ]
+    path = write_lines(tmp_path / "fail.jsonl", rows)
+    real_load_group = history_import._load_group
+    calls = []
+
+    def load_group(conn: Connection, first: uuid.UUID, last: uuid.UUID, *, now: datetime) -> Any:
+        calls.append(first)
+        if len(calls) == 3:  # in the loader thread, while group 1 or 2 is evaluated
+            raise RuntimeError("connection lost")
+        return real_load_group(conn, first, last, now=now)
+
+    monkeypatch.setattr(history_import, "_load_group", load_group)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        history_import.import_activities(engine, path, clock=SystemClock(), group_rows=4)
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        loaded = c.scalars(select(activity_ledger.c.peer_mentor_id).distinct()
+                           .where(activity_ledger.c.peer_mentor_id.in_(mentors))).all()  # fmt: skip
+    # Groups 1 and 2 were loaded and committed, and handed over (in order)
+    # before the failure, so they were evaluated too; then it stopped.
+    assert sorted(loaded) == mentors[:4]
+    assert earned(engine, mentors) == mentors[:4]
+
+    monkeypatch.setattr(history_import, "_load_group", real_load_group)
+    report = history_import.import_activities(engine, path, clock=SystemClock(), group_rows=4)
+    assert (report.imported, report.already_present, report.awarded) == (4, 8, 2)
+    assert earned(engine, mentors) == mentors
+
+
+def earned(engine: Engine, mentors: list[uuid.UUID]) -> list[uuid.UUID]:
+    with engine.connect() as c:
+        return sorted(c.scalars(select(earned_badges.c.peer_mentor_id)
+                                .where(earned_badges.c.peer_mentor_id.in_(mentors))))  # fmt: skip
