@@ -10,10 +10,12 @@ kept in Python.
    PostgreSQL, batched inserts elsewhere).  Only that table is written, so
    when any line is invalid, or an organisation is unknown, nothing is
    written: every bad line is reported and the staging table is discarded.
+   Later lines repeating an activity id are then removed from staging (the
+   first line counts), once for the whole file.
 2. **Load and evaluate**, a group of mentors at a time.  A group's rows move
-   from staging into the ledger in one ``INSERT … SELECT`` (the first line of
-   an activity that appears twice counts), its stats are built set-based from
-   the rows actually inserted, and the transaction commits.  Then the group's
+   from staging into the ledger in one ``INSERT … SELECT``, its stats are
+   built set-based from the rows actually inserted, and the transaction
+   commits.  Then the group's
    mentors are evaluated in a second transaction: awards flagged ``backfill``,
    with in-app notifications and push rows written as ``skipped``.  On
    PostgreSQL the next group loads on the staging connection in a background
@@ -117,12 +119,6 @@ _STAGING = Table(
     Column("course_id", String(128)),
     Column("last_event_id", Uuid, nullable=False),
     prefixes=["TEMPORARY"],
-)
-#: Built once the rows are in (cheaper than maintaining them row by row):
-#: groups select by mentor, duplicates are found by activity.
-_STAGING_INDEXES = (
-    "CREATE INDEX ix_import_staging_mentor ON import_staging (peer_mentor_id)",
-    "CREATE INDEX ix_import_staging_activity ON import_staging (activity_id, line)",
 )
 _STAGED_COLUMNS = tuple(c.name for c in _STAGING.c)
 #: PostgreSQL: the rows one group actually inserted (ledger-shaped), emptied at commit.
@@ -261,8 +257,19 @@ def _stage_file(conn: Connection, path: Path, progress: Progress | None) -> _Sta
     if problems:
         raise HistoryImportError(problems)
     writer.flush()
-    for index in _STAGING_INDEXES:
-        conn.exec_driver_sql(index)
+    # Indexes are built once the rows are in (cheaper than maintaining them
+    # row by row).  The same activity on several lines: the first line
+    # counts, so the later ones are removed here, once for the whole file.
+    conn.exec_driver_sql("CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)")
+    earlier = _STAGING.alias("earlier")
+    conn.execute(
+        _STAGING.delete().where(
+            exists().where(
+                earlier.c.activity_id == _STAGING.c.activity_id, earlier.c.line < _STAGING.c.line
+            )
+        )
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_import_staging_mentor ON import_staging (peer_mentor_id)")
     if is_postgres(conn):
         # Temporary tables are never analysed automatically; without
         # statistics the planner would guess the groups' row counts badly.
@@ -280,11 +287,7 @@ def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> 
     Runs in the caller's transaction.  Returns ``(distinct activities, rows
     inserted)``; an activity already in the ledger is left alone.
     """
-    s, earlier = _STAGING.alias("s"), _STAGING.alias("earlier")
-    # The same activity on several lines: the first line counts.
-    first_line = ~exists().where(
-        earlier.c.activity_id == s.c.activity_id, earlier.c.line < s.c.line
-    )
+    s = _STAGING.alias("s")
     candidates = select(
         s.c.activity_id,
         s.c.organisation_id,
@@ -296,7 +299,7 @@ def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> 
         s.c.last_event_id,
         false().label("deleted"),
         literal(now, Timestamp).label("updated_at"),
-    ).where(s.c.peer_mentor_id.between(first, last), first_line)
+    ).where(s.c.peer_mentor_id.between(first, last))
     columns = [c.name for c in activity_ledger.c]
     if is_postgres(conn):
         rows = candidates.cte("candidates")
