@@ -8,13 +8,13 @@ re-sends rows whose delivery task never got out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from schema.tables import notification_outbox
 from worker.awards import EarnedBadge
@@ -122,3 +122,71 @@ def write_award_notifications(
         now=now,
         backfill=backfill,
     )
+
+
+#: One row per channel, in the order :func:`write_notifications` writes them.
+_BULK_AWARD_NOTIFICATIONS = text(
+    """
+    WITH awards AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS text[]), CAST(:definition_ids AS text[]), CAST(:codes AS text[]),
+            CAST(:names AS text[]), CAST(:mentor_ids AS uuid[]), CAST(:organisation_ids AS uuid[]),
+            CAST(:earned_at AS text[])
+        ) WITH ORDINALITY AS a(id, badge_definition_id, code, name, peer_mentor_id,
+                               organisation_id, earned_at, n)
+    ), inserted AS (
+        INSERT INTO notification_outbox (id, dedup_key, channel, kind, peer_mentor_id,
+            organisation_id, payload, state, backfill, attempts, last_error, created_at,
+            updated_at)
+        SELECT gen_random_uuid(), CAST(:kind AS text) || ':' || a.id, c.channel, :kind,
+            a.peer_mentor_id, a.organisation_id,
+            jsonb_build_object('earned_badge_id', a.id, 'badge_definition_id',
+                a.badge_definition_id, 'code', a.code, 'name', a.name, 'earned_at', a.earned_at),
+            c.state, :backfill, 0, c.last_error, :now, :now
+        FROM awards a CROSS JOIN (VALUES
+            (1, 'in_app', 'pending', CAST(NULL AS text)),
+            (2, 'push', CAST(:push_state AS text), CAST(:push_error AS text))
+        ) AS c(n, channel, state, last_error)
+        ORDER BY a.n, c.n
+        ON CONFLICT (dedup_key, channel) DO NOTHING
+        RETURNING id, channel, state
+    )
+    SELECT id, channel FROM inserted WHERE state = 'pending'
+    """
+)
+
+
+def write_award_notifications_bulk(
+    conn: Connection, awards: Sequence[EarnedBadge], *, now: datetime, backfill: bool = False
+) -> list[OutboxRef]:
+    """The rows :func:`write_award_notifications` writes, in one set-based statement.
+
+    For many awards at once (bulk import).  On PostgreSQL the awards travel
+    as a few arrays and the database builds both channels' rows and their
+    payloads (``INSERT … SELECT``), so nothing is built per row in Python and
+    only the pending rows' ids come back.  Elsewhere this is
+    :func:`write_award_notifications`.
+    """
+    if not awards:
+        return []
+    if conn.dialect.name != "postgresql":
+        return write_award_notifications(conn, awards, now=now, backfill=backfill)
+    payloads = [badge_payload(e) for e in awards]
+    rows = conn.execute(
+        _BULK_AWARD_NOTIFICATIONS,
+        {
+            "ids": [p["earned_badge_id"] for p in payloads],
+            "definition_ids": [p["badge_definition_id"] for p in payloads],
+            "codes": [p["code"] for p in payloads],
+            "names": [p["name"] for p in payloads],
+            "mentor_ids": [e.peer_mentor_id for e in awards],
+            "organisation_ids": [e.organisation_id for e in awards],
+            "earned_at": [p["earned_at"] for p in payloads],
+            "kind": BADGE_EARNED,
+            "backfill": backfill,
+            "push_state": OutboxState.SKIPPED.value if backfill else OutboxState.PENDING.value,
+            "push_error": BACKFILL_SKIP_REASON if backfill else None,
+            "now": now,
+        },
+    )
+    return [OutboxRef(row.id, Channel(row.channel)) for row in rows]

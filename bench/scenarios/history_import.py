@@ -4,8 +4,9 @@ A JSON-lines file of historical activities (the import format: one
 ``activity`` object per line) is written first (not timed); then the real
 command runs as a subprocess against the scenario's database, with the
 default badge set (thresholds, week and month streaks, courses, a
-combination).  ``seconds`` is the command's wall time: validation pass,
-loading, aggregation, evaluation and awards.
+combination).  ``seconds`` is the command's wall time: validating and
+staging, loading, aggregation, evaluation and awards (with the dispatch of
+their in-app notifications).
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from schema.tables import (
     activity_ledger,
+    completed_courses,
     daily_activity_counts,
     earned_badges,
     mentor_activity_counts,
@@ -21,10 +22,13 @@ from schema.tables import (
 )
 from tests.helpers import badge, saved_event, streak, threshold
 from tests.integration.conftest import apply, organisation
+from worker import history_import
 from worker.cli import main
-from worker.clock import FixedClock
+from worker.clock import FixedClock, SystemClock
 from worker.db import unit_of_work
+from worker.history_import import HISTORY_OCCURRED_AT, IMPORT_NAMESPACE
 from worker.ingest import IncomingEvent, ingest_events
+from worker.reconcile import reconcile
 
 
 def activity(
@@ -83,8 +87,8 @@ def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
 
     assert main(["import", "activities", str(path), "--chunk-size", "5"]) == 0
     assert (
-        "imported 15 new activit(ies), 1 already present; 2 badge(s) awarded"
-        in capsys.readouterr().out
+        "imported 15 new activit(ies), 0 already present, 1 repeated line(s) ignored; "
+        "2 badge(s) awarded" in capsys.readouterr().out
     )
     first = snapshot(engine, [keen, casual])
     with engine.connect() as c:
@@ -109,8 +113,8 @@ def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
 
     assert main(["import", "activities", str(path)]) == 0
     assert (
-        "imported 0 new activit(ies), 15 already present; 0 badge(s) awarded"
-        in capsys.readouterr().out
+        "imported 0 new activit(ies), 15 already present, 1 repeated line(s) ignored; "
+        "0 badge(s) awarded" in capsys.readouterr().out
     )
     assert snapshot(engine, [keen, casual]) == first
 
@@ -153,3 +157,180 @@ def test_invalid_lines_or_unknown_organisations_import_nothing(
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(activity_ledger)
                          .where(activity_ledger.c.peer_mentor_id == mentor)).scalar_one() == 0  # fmt: skip
+
+
+def staging_tables(engine: Engine) -> list[str]:
+    """Import staging tables left in the database (any session's)."""
+    with engine.connect() as c:
+        return list(
+            c.scalars(
+                text(
+                    "SELECT relname FROM pg_class WHERE relname IN ('import_staging', 'import_new')"
+                )
+            )
+        )
+
+
+def test_many_groups_load_in_a_pipeline_first_line_wins_and_reconcile_agrees(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine,
+        {"organisations": [organisation(org)],
+         "badges": [badge(org, "three", threshold(3)), badge(org, "weekly-4", streak("week", 4))]},
+    )  # fmt: skip
+    mentors = sorted(uuid.uuid4() for _ in range(30))
+    rows = [
+        activity(org, m, date(2024, 1, 1) + timedelta(weeks=i))
+        for i in range(4)
+        for m in mentors  # each mentor's lines are spread over the whole file
+    ]
+    # The same activity again on a later line, under the last mentor (another
+    # group): the first line counts.
+    rows.append({**rows[0], "peer_mentor_id": str(mentors[-1]), "activity_type": "phone_call"})
+    path = write_lines(tmp_path / "many.jsonl", rows)
+
+    # About 8 rows per transaction: groups of two mentors, 15 groups.
+    assert main(["import", "activities", str(path), "--chunk-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "121 line(s); imported 120 new activit(ies), 0 already present, 1 repeated" in out
+    assert "60 badge(s) awarded" in out
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        owner = c.execute(select(activity_ledger.c.peer_mentor_id, activity_ledger.c.activity_type)
+                          .where(activity_ledger.c.activity_id == uuid.UUID(rows[0]["id"]))).one()  # fmt: skip
+        awarded = c.execute(select(earned_badges.c.peer_mentor_id, func.count())
+                            .where(earned_badges.c.peer_mentor_id.in_(mentors))
+                            .group_by(earned_badges.c.peer_mentor_id)).all()  # fmt: skip
+        in_app = c.execute(select(func.count()).select_from(notification_outbox)
+                           .where(notification_outbox.c.peer_mentor_id.in_(mentors),
+                                  notification_outbox.c.channel == "in_app",
+                                  notification_outbox.c.backfill.is_(True))).scalar_one()  # fmt: skip
+    assert tuple(owner) == (mentors[0], "peer_session")
+    assert sorted(awarded) == sorted((m, 2) for m in mentors)  # every mentor evaluated
+    assert in_app == 60
+    with unit_of_work(engine) as conn:
+        assert reconcile(conn, clock=SystemClock(), repair=False).total == 0
+    first = snapshot(engine, mentors)
+    assert main(["import", "activities", str(path), "--chunk-size", "8"]) == 0
+    assert "imported 0 new activit(ies), 120 already present" in capsys.readouterr().out
+    assert snapshot(engine, mentors) == first
+
+
+def test_an_invalid_line_after_many_valid_ones_writes_nothing(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine, {"organisations": [organisation(org)], "badges": [badge(org, "one", threshold(1))]}
+    )
+    mentors = [uuid.uuid4() for _ in range(50)]
+    rows = [
+        activity(org, mentors[i % 50], date(2025, 1, 1) + timedelta(days=i)) for i in range(150)
+    ]
+    course_less = {
+        **activity(org, mentors[0], date(2025, 9, 1)),
+        "activity_type": "training_completed",
+    }
+    path = write_lines(tmp_path / "late.jsonl", [*rows, course_less, *rows[:10]])
+
+    assert main(["import", "activities", str(path), "--chunk-size", "10"]) == 2
+    assert (
+        "line 151: value: a training_completed activity needs a course_id"
+        in capsys.readouterr().err
+    )
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        written = c.execute(select(func.count()).select_from(activity_ledger)
+                            .where(activity_ledger.c.peer_mentor_id.in_(mentors))).scalar_one()  # fmt: skip
+        earned = c.execute(select(func.count()).select_from(earned_badges)
+                           .where(earned_badges.c.peer_mentor_id.in_(mentors))).scalar_one()  # fmt: skip
+    assert (written, earned) == (0, 0)
+    # The same engine (and its pooled connections) imports the valid part.
+    assert main(["import", "activities", str(write_lines(tmp_path / "ok.jsonl", rows))]) == 0
+    assert "imported 150 new activit(ies)" in capsys.readouterr().out
+
+
+def test_course_ids_and_event_ids_reach_the_ledger_unchanged(
+    engine: Engine, tmp_path: Path
+) -> None:
+    org, mentor = uuid.uuid4(), uuid.uuid4()
+    apply(engine, {"organisations": [organisation(org)]})
+    awkward = "C:\\courses\tfirst aid\nday 1 \\N æøå"  # COPY's special characters
+    rows = [
+        {**activity(org, mentor, date(2024, 2, 1), "training_completed"), "course_id": awkward},
+        {**activity(org, mentor, date(2024, 2, 2), "training_completed"), "course_id": "plain"},
+    ]
+    assert main(["import", "activities", str(write_lines(tmp_path / "c.jsonl", rows))]) == 0
+    with engine.connect() as c:
+        stored = c.execute(
+            select(activity_ledger.c.activity_id, activity_ledger.c.course_id,
+                   activity_ledger.c.last_event_id, activity_ledger.c.occurred_at)
+            .where(activity_ledger.c.peer_mentor_id == mentor)
+        ).all()  # fmt: skip
+        courses = c.scalars(select(completed_courses.c.course_id)
+                            .where(completed_courses.c.peer_mentor_id == mentor)).all()  # fmt: skip
+    assert sorted(r.course_id for r in stored) == sorted([awkward, "plain"])
+    assert sorted(courses) == sorted([awkward, "plain"])
+    for row in stored:
+        assert row.last_event_id == uuid.uuid5(IMPORT_NAMESPACE, str(row.activity_id))
+        assert row.occurred_at == HISTORY_OCCURRED_AT
+
+
+def test_an_empty_file_imports_nothing(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    assert main(["import", "activities", str(path)]) == 0
+    assert (
+        "0 line(s); imported 0 new activit(ies), 0 already present; 0 badge(s) awarded"
+        in capsys.readouterr().out
+    )
+    assert staging_tables(engine) == []
+
+
+def test_a_failing_group_stops_the_pipeline_and_a_rerun_completes_the_import(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = uuid.uuid4()
+    apply(
+        engine, {"organisations": [organisation(org)], "badges": [badge(org, "two", threshold(2))]}
+    )
+    mentors = sorted(uuid.uuid4() for _ in range(6))
+    rows = [
+        activity(org, m, date(2024, 4, 1) + timedelta(days=i)) for i in range(2) for m in mentors
+    ]
+    path = write_lines(tmp_path / "fail.jsonl", rows)
+    real_load_group = history_import._load_group
+    calls = []
+
+    def load_group(conn: Connection, first: uuid.UUID, last: uuid.UUID, *, now: datetime) -> Any:
+        calls.append(first)
+        if len(calls) == 3:  # in the loader thread, while group 1 or 2 is evaluated
+            raise RuntimeError("connection lost")
+        return real_load_group(conn, first, last, now=now)
+
+    monkeypatch.setattr(history_import, "_load_group", load_group)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        history_import.import_activities(engine, path, clock=SystemClock(), group_rows=4)
+    assert staging_tables(engine) == []
+    with engine.connect() as c:
+        loaded = c.scalars(select(activity_ledger.c.peer_mentor_id).distinct()
+                           .where(activity_ledger.c.peer_mentor_id.in_(mentors))).all()  # fmt: skip
+    # Groups 1 and 2 were loaded and committed, and handed over (in order)
+    # before the failure, so they were evaluated too; then it stopped.
+    assert sorted(loaded) == mentors[:4]
+    assert earned(engine, mentors) == mentors[:4]
+
+    monkeypatch.setattr(history_import, "_load_group", real_load_group)
+    report = history_import.import_activities(engine, path, clock=SystemClock(), group_rows=4)
+    assert (report.imported, report.already_present, report.awarded) == (4, 8, 2)
+    assert earned(engine, mentors) == mentors
+
+
+def earned(engine: Engine, mentors: list[uuid.UUID]) -> list[uuid.UUID]:
+    with engine.connect() as c:
+        return sorted(c.scalars(select(earned_badges.c.peer_mentor_id)
+                                .where(earned_badges.c.peer_mentor_id.in_(mentors))))  # fmt: skip

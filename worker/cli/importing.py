@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,12 @@ from tqdm import tqdm
 
 from worker.cli.common import EXIT_OK, invalid
 from worker.clock import SystemClock
-from worker.db import get_engine, unit_of_work
+from worker.db import get_engine
 from worker.history_import import (
-    DEFAULT_CHUNK,
+    DEFAULT_GROUP_ROWS,
     HistoryImportError,
     ImportReport,
     import_activities,
-    validate_file,
 )
 
 
@@ -30,7 +30,10 @@ def register(commands: Any) -> None:
     )
     activities.add_argument("file", type=Path)
     activities.add_argument(
-        "--chunk-size", type=int, default=DEFAULT_CHUNK, help="rows per transaction"
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_GROUP_ROWS,
+        help="about this many rows per transaction (whole mentors: a group of them at a time)",
     )
     activities.set_defaults(handler=import_history)
 
@@ -44,33 +47,48 @@ def import_history(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise invalid(f"cannot read {path}: {exc.strerror}") from None
     show = sys.stderr.isatty()
-    try:
-        with (
-            tqdm(total=size, unit="B", unit_scale=True, desc="validating", disable=not show) as bar,
-            unit_of_work() as conn,
-        ):
-            lines = validate_file(conn, path, progress=bar.update)
-    except HistoryImportError as exc:
-        listed = "\n".join(f"  {p}" for p in exc.problems)
-        raise invalid(f"{path}: invalid, nothing imported:\n{listed}") from None
-
-    def send_notifications(report: ImportReport) -> None:
-        if report.outbox:
-            from worker.tasks.common import dispatch_outbox
-
-            dispatch_outbox(report.outbox)
-
-    with tqdm(total=size, unit="B", unit_scale=True, desc="importing", disable=not show) as bar:
-        report = import_activities(
-            get_engine(),
-            path,
-            clock=SystemClock(),
-            chunk_size=args.chunk_size,
-            progress=bar.update,
-            on_chunk=send_notifications,
+    with ExitStack() as bars:
+        reading = bars.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc="validating", disable=not show)
         )
+        loading: list[tqdm[Any]] = []
+
+        def staged(report: ImportReport) -> None:
+            reading.close()
+            loading.append(
+                bars.enter_context(
+                    tqdm(
+                        total=len(report.mentors), unit="mentor", desc="importing", disable=not show
+                    )
+                )
+            )
+
+        def group_done(report: ImportReport) -> None:
+            if report.outbox:
+                from worker.tasks.common import dispatch_outbox
+
+                dispatch_outbox(report.outbox)
+            loading[0].update(len(report.mentors))
+
+        try:
+            report = import_activities(
+                get_engine(),
+                path,
+                clock=SystemClock(),
+                group_rows=args.chunk_size,
+                progress=reading.update,
+                on_staged=staged,
+                on_group=group_done,
+            )
+        except HistoryImportError as exc:
+            listed = "\n".join(f"  {p}" for p in exc.problems)
+            raise invalid(f"{path}: invalid, nothing imported:\n{listed}") from None
+    duplicates = (
+        f", {report.duplicate_lines} repeated line(s) ignored" if report.duplicate_lines else ""
+    )
     print(
-        f"{path}: {lines} line(s); imported {report.imported} new activit(ies), "
-        f"{report.already_present} already present; {report.awarded} badge(s) awarded (backfill)"
+        f"{path}: {report.lines} line(s); imported {report.imported} new activit(ies), "
+        f"{report.already_present} already present{duplicates}; "
+        f"{report.awarded} badge(s) awarded (backfill)"
     )
     return EXIT_OK
