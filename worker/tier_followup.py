@@ -5,11 +5,12 @@ so the promotions of this run in a period are the period's assignments with
 ``assigned_at = now``.  From those, one ``INSERT … SELECT`` per period writes
 the ``tier_promoted`` outbox rows (one per channel, the two-row channel
 relation cross-joined), and one per plain ``tier`` badge definition awards the
-badge (``ON CONFLICT DO NOTHING``) and one more writes the ``badge_earned``
-outbox rows of those awards.  Rows, dedup keys and payloads are exactly those
-that :func:`worker.outbox.write_notifications` writes for the same items (a
-test compares them); payloads are built by the database (``jsonb_build_object``
-on PostgreSQL, ``json_object`` on SQLite).
+badge (``ON CONFLICT DO NOTHING``); the ``badge_earned`` outbox rows of
+those awards go through :func:`worker.outbox.write_award_notifications_bulk`,
+the writer the history import uses too.  Rows, dedup keys and payloads are
+exactly those that :func:`worker.outbox.write_notifications` writes for the
+same items (a test compares them); payloads are built by the database
+(``jsonb_build_object`` on PostgreSQL, ``json_object`` on SQLite).
 
 Were another run with the very same clock to promote rows of the same period
 concurrently, its promotions would match too: outbox rows are unique by
@@ -28,7 +29,6 @@ from uuid import UUID
 from sqlalchemy import (
     Connection,
     String,
-    and_,
     case,
     cast,
     exists,
@@ -45,7 +45,13 @@ from schema.tables import earned_badges, notification_outbox, tier_assignments
 from worker.awards import BadgeDefinition, EarnedBadge, enabled_definitions
 from worker.criteria import TierCriterion, contains_raw, uses_tier
 from worker.db import is_postgres
-from worker.outbox import BADGE_EARNED, TIER_PROMOTED, Channel, OutboxRef, OutboxState
+from worker.outbox import (
+    TIER_PROMOTED,
+    Channel,
+    OutboxRef,
+    OutboxState,
+    write_award_notifications_bulk,
+)
 from worker.sql import insert_for
 from worker.tier_query import new_uuid
 from worker.tiers import TierAwardPeriod, TierLevel
@@ -262,47 +268,4 @@ def award_tier_badge(
     )
     if not awarded:
         return [], []
-    return awarded, _write_award_outbox(conn, period, definition, awarded[0], now=now)
-
-
-def _write_award_outbox(
-    conn: Connection,
-    period: TierAwardPeriod,
-    definition: BadgeDefinition,
-    sample: EarnedBadge,
-    *,
-    now: datetime,
-) -> list[OutboxRef]:
-    # The awards of this call: the definition's, earned at ``now``, by this
-    # run's promoted mentors (payload as worker.outbox.badge_payload builds it).
-    promoted = _promoted(period, now).subquery("promoted")
-    earned = earned_badges.c
-    rows = (
-        select(
-            (literal(f"{BADGE_EARNED}:") + uuid_text(conn, earned.id)).label("dedup_key"),
-            earned.organisation_id,
-            earned.peer_mentor_id,
-            json_object(
-                conn,
-                [
-                    ("earned_badge_id", uuid_text(conn, earned.id)),
-                    ("badge_definition_id", text_value(str(definition.id))),
-                    ("code", text_value(definition.code)),
-                    ("name", text_value(definition.name)),
-                    ("earned_at", text_value(sample.earned_at.isoformat())),
-                ],
-            ).label("payload"),
-        )
-        .select_from(
-            earned_badges.join(
-                promoted,
-                and_(
-                    promoted.c.peer_mentor_id == earned.peer_mentor_id,
-                    earned.badge_definition_id == definition.id,
-                    earned.earned_at == now,
-                ),
-            )
-        )
-        .subquery("to_notify")
-    )
-    return _write_outbox(conn, rows, kind=BADGE_EARNED, now=now)
+    return awarded, write_award_notifications_bulk(conn, awarded, now=now)
