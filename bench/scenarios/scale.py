@@ -8,10 +8,17 @@ the ``Procfile`` default on this machine) is measured too and reported as
 ``one_instance_two_pool_per_s``/``pool_ratio``.  Each run starts from the
 same state: activity tables emptied, the same N events published before the
 workers start.
+
+On a machine whose cores one instance already nearly fills, ``ratio`` says
+more about the machine than about the code, so the CPU each run used is
+reported too (:func:`cpu_bound`): the ratio the cores allow, events per
+CPU-second with two instances against one, and how often the database
+backends waited on a lock while two instances drained.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine
@@ -45,6 +52,38 @@ def _drain(
         )
 
 
+def _cores(drain: Drain) -> float:
+    """Cores the topology used: worker processes, PostgreSQL backends and Redis."""
+    return sum(v for k, v in drain.cpu.items() if k != "other")
+
+
+def cpu_bound(one: Drain, two: Drain) -> dict[str, Any]:
+    """What the CPU allows on this machine, beside the measured ``ratio``.
+
+    * ``cpu_ms_per_event_one``/``_two``: CPU (all processes of the topology)
+      per event in each run;
+    * ``cpu_ceiling_ratio``: the ratio two instances would reach if each event
+      cost what it costs one instance and every core of the machine were
+      used: ``cores / cores used by one instance``;
+    * ``per_core_ratio``: events per CPU-second with two instances over
+      events per CPU-second with one (1.0: the second instance adds no cost
+      per event, so no lock convoy or hot row);
+    * ``lock_wait_share_two``: share of sampled active database backends that
+      waited on a lock while two instances drained.
+    """
+    cores = os.cpu_count() or 1
+    one_cores, two_cores = _cores(one), _cores(two)
+    if not one_cores or not two_cores:
+        return {}
+    return {
+        "cpu_ms_per_event_one": round(1000 * one_cores / one.per_s, 3),
+        "cpu_ms_per_event_two": round(1000 * two_cores / two.per_s, 3),
+        "cpu_ceiling_ratio": round(cores / one_cores, 3),
+        "per_core_ratio": round((two.per_s / two_cores) / (one.per_s / one_cores), 3),
+        "lock_wait_share_two": two.lock_wait_share,
+    }
+
+
 def run(*, quick: bool) -> dict[str, Any]:
     """Run the scenario on its own database and Redis index."""
     size = QUICK if quick else FULL
@@ -62,6 +101,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         "one_worker_per_s": round(one.per_s, 1),
         "two_workers_per_s": round(two.per_s, 1),
         "ratio": round(two.per_s / one.per_s, 3),
+        **cpu_bound(one, two),
         "keys_measure": "2 instances x --concurrency 1 vs 1 instance x --concurrency 1",
         "one_instance_two_pool_per_s": round(pool.per_s, 1),
         "pool_ratio": round(pool.per_s / one.per_s, 3),
