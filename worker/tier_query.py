@@ -44,6 +44,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from schema.tables import daily_activity_counts, mentors, period_activity_counts
@@ -78,41 +79,51 @@ def period_rows(conn: Connection, period: TierAwardPeriod, since: Any = None) ->
     """
     split = period_weeks(period.start_date, period.end_date)
     changed = None if since is None else candidate_mentors(period, since)
-    parts = []
+    parts: list[Select[Any]] = []
     if split.whole_weeks is not None:
+        first_week, last_week = split.whole_weeks
         w = period_activity_counts.c
-        part = select(
-            w.peer_mentor_id,
-            week_number(conn, w.period_start).label("week_no"),
-            w.activity_type,
-            w.activity_count,
-        ).where(
-            w.organisation_id == period.organisation_id,
-            w.period == Period.WEEK.value,
-            w.period_start >= split.whole_weeks[0],
-            w.period_start <= split.whole_weeks[1],
-            w.activity_count > 0,
+        parts.append(
+            _counts(
+                conn,
+                w,
+                w.period_start,
+                and_(
+                    w.period == Period.WEEK.value,
+                    w.period_start.between(first_week, last_week),
+                ),
+                period,
+                changed,
+            )
         )
-        if changed is not None:
-            part = part.where(w.peer_mentor_id.in_(changed))
-        parts.append(part)
     if split.edge_days:
         # One scan for both edges (the daily table has no index by date alone).
         d = daily_activity_counts.c
-        part = select(
-            d.peer_mentor_id,
-            week_number(conn, d.activity_date).label("week_no"),
-            d.activity_type,
-            d.activity_count,
-        ).where(
-            d.organisation_id == period.organisation_id,
-            or_(*(d.activity_date.between(first, last) for first, last in split.edge_days)),
-            d.activity_count > 0,
+        edges: ColumnElement[bool] = or_(
+            *[d.activity_date.between(first, last) for first, last in split.edge_days]
         )
-        if changed is not None:
-            part = part.where(d.peer_mentor_id.in_(changed))
-        parts.append(part)
+        parts.append(_counts(conn, d, d.activity_date, edges, period, changed))
     return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("period_rows")
+
+
+def _counts(
+    conn: Connection,
+    c: Any,
+    day: Any,
+    dated: ColumnElement[bool],
+    period: TierAwardPeriod,
+    changed: Any,
+) -> Select[Any]:
+    """(peer_mentor_id, week_no, activity_type, activity_count) of one counts table."""
+    part = select(
+        c.peer_mentor_id,
+        week_number(conn, day).label("week_no"),
+        c.activity_type,
+        c.activity_count,
+    ).where(c.organisation_id == period.organisation_id, dated, c.activity_count > 0)
+    if changed is not None:
+        part = part.where(c.peer_mentor_id.in_(changed))
+    return part
 
 
 #: Periods spanning at most this many ISO weeks get their weeks as bits of a

@@ -18,7 +18,7 @@ from schema.migrate import upgrade
 from schema.tables import metadata
 from worker.clock import SystemClock
 from worker.configuration import apply_configuration
-from worker.db import get_engine, unit_of_work
+from worker.db import get_engine, make_engine, unit_of_work
 from worker.definitions import validate_configuration
 
 pytestmark = pytest.mark.integration
@@ -31,6 +31,15 @@ def engine() -> Engine:
     assert engine.dialect.name == "postgresql", "integration tests run on PostgreSQL"
     upgrade(engine)
     return engine
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database of its own (the embedded default's dialect)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, delete, select, update
 
-from schema.migrate import upgrade
 from schema.tables import (
     completed_courses,
     daily_activity_counts,
@@ -26,7 +23,6 @@ from tests.tier_helpers import ingest
 from worker.cli import main
 from worker.clock import FixedClock
 from worker.configuration import apply_configuration
-from worker.db import make_engine
 from worker.definitions import validate_configuration
 from worker.reconcile import TABLE_NAMES, reconcile, run_reconcile
 
@@ -243,14 +239,6 @@ def test_cli_reconcile_reports_the_drift(
     assert "found and repaired 5 drifted row(s)" in out
     assert main(["reconcile"]) == 0
     assert "found and repaired 0 drifted row(s)" in capsys.readouterr().out
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_reconcile_runs_on_sqlite(sqlite_engine: Engine) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +34,6 @@ from tests.tier_helpers import (
 )
 from worker.clock import FixedClock
 from worker.configuration import apply_configuration
-from worker.db import make_engine
 from worker.definitions import validate_configuration
 from worker.sql_dates import month_start, week_number, week_start
 from worker.streaks import Period, period_start
@@ -507,14 +504,6 @@ def test_two_concurrent_runs_assign_and_notify_once(clean_db: Engine) -> None:
             .where(earned_badges.c.organisation_id == org)
         )
         assert awards == len(team)
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_reevaluation_runs_on_sqlite(sqlite_engine: Engine) -> None:

@@ -15,13 +15,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from schema.migrate import upgrade
 from schema.tables import (
     daily_activity_counts,
     earned_badges,
@@ -35,7 +33,6 @@ from tests.integration.conftest import apply, organisation
 from tests.tier_helpers import activity_events, award_period, ingest, period_id, tier
 from worker.clock import FixedClock
 from worker.configuration import apply_configuration
-from worker.db import make_engine
 from worker.definitions import validate_configuration
 from worker.outbox import write_award_notifications, write_notifications
 from worker.streaks import Period, period_start
@@ -46,14 +43,6 @@ from worker.tiers import RecognitionTier, TierAwardPeriod, highest_eligible_tier
 
 JUNE = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 TYPES = ("peer_session", "call", "group_meeting")
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
