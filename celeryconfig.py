@@ -1,4 +1,4 @@
-"""Celery settings, built from ``worker.settings`` (the one place configuration is read).
+"""Celery settings, built from ``worker.core.settings`` (the one place configuration is read).
 
 Choices, and why:
 
@@ -35,7 +35,7 @@ from typing import Any
 from celery.schedules import crontab
 from kombu.entity import Queue
 
-from worker.settings import Settings, get_settings
+from worker.core.settings import Settings, get_settings
 
 _settings = get_settings()
 _settings.ensure_data_dir()
@@ -46,8 +46,8 @@ MAINTENANCE_QUEUE = "maintenance"
 
 broker_url = _settings.effective_broker_url
 if _settings.broker_url is None:
-    # kombu's filesystem transport with atomic writes (see worker/broker_fs.py).
-    broker_transport = "worker.broker_fs:AtomicFilesystemTransport"
+    # kombu's filesystem transport with atomic writes (see worker/broker/filesystem.py).
+    broker_transport = "worker.broker.filesystem:AtomicFilesystemTransport"
     broker_transport_options = {
         "data_folder_in": str(_settings.broker_folder / "queue"),
         "data_folder_out": str(_settings.broker_folder / "queue"),

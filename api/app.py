@@ -2,7 +2,7 @@
 
 :func:`create_app` builds an app with an injectable secret, clock and
 engine (tests pin them); the module-level ``app`` reads them from
-``worker.settings``.  The OpenAPI spec is served at ``/openapi.json`` and
+``worker.core.settings``.  The OpenAPI spec is served at ``/openapi.json`` and
 browsable at ``/docs``.
 """
 
@@ -23,8 +23,8 @@ from api import (
 )
 from api.context import ApiContext
 from api.metrics import RequestMetricsMiddleware, build_registry
-from worker.clock import Clock, SystemClock
-from worker.settings import get_settings
+from worker.core.clock import Clock, SystemClock
+from worker.core.settings import get_settings
 
 API_VERSION = "1.0.0"
 

@@ -2,8 +2,8 @@
 
 The body's items are validated by the same pydantic models as
 ``badges definitions apply`` (FastAPI reports their errors with JSON paths);
-then :func:`worker.definitions.validate_configuration` checks the section as
-a whole (duplicates) and :func:`worker.configuration.apply_configuration`
+then :func:`worker.configuration.schema.validate_configuration` checks the section as
+a whole (duplicates) and :func:`worker.configuration.apply.apply_configuration`
 checks the referenced organisations and writes, exactly as the CLI does.
 Their ``section[i].field: message`` lines are mapped back to body paths.
 """
@@ -19,9 +19,8 @@ from api.context import ApiContext
 from api.problems import FieldProblem, body_path, forbidden, invalid
 from api.schemas import ConfigResult, ConfigWarning
 from api.text import require_storable
-from worker.configuration import apply_configuration
-from worker.criteria import RAW_WARNING, contains_raw
-from worker.definitions import (
+from worker.configuration.apply import apply_configuration
+from worker.configuration.schema import (
     AwardPeriodConfig,
     BadgeDefinitionConfig,
     Configuration,
@@ -29,6 +28,7 @@ from worker.definitions import (
     TierConfig,
     validate_configuration,
 )
+from worker.model.criteria import RAW_WARNING, contains_raw
 
 Section = Literal["badges", "tiers", "award_periods"]
 ConfigItem = BadgeDefinitionConfig | TierConfig | AwardPeriodConfig

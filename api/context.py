@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
-from worker.clock import Clock
-from worker.db import get_engine, unit_of_work
+from worker.core.clock import Clock
+from worker.db.engine import get_engine, unit_of_work
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from uuid import UUID
 
-from worker.awards import InvalidCursor
+from worker.badges.awards import InvalidCursor
 
 #: Longer cursors than this were certainly not issued by the API.
 MAX_CURSOR_LENGTH = 200

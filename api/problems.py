@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.validation import field_path
+from worker.core.validation import field_path
 
 log = logging.getLogger(__name__)
 

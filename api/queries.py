@@ -21,9 +21,9 @@ from schema.tables import (
     notifications,
     recognition_tiers,
 )
-from worker.clock import Clock
-from worker.criteria import parse_criteria
-from worker.tiers import TierAwardPeriod, TierLevel
+from worker.core.clock import Clock
+from worker.model.criteria import parse_criteria
+from worker.model.tiers import TierAwardPeriod, TierLevel
 
 
 def mentor_organisation(conn: Connection, mentor_id: UUID) -> UUID | None:

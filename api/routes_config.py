@@ -28,7 +28,7 @@ from api.schemas import (
     TierList,
     TiersIn,
 )
-from worker.criteria import RAW_WARNING, contains_raw
+from worker.model.criteria import RAW_WARNING, contains_raw
 
 router = APIRouter(prefix="/api/v1", tags=["configuration"])
 

@@ -18,7 +18,7 @@ from api.problems import FieldProblem, invalid, not_found, problem_docs
 from api.queries import mentor_organisation
 from api.schemas import AwardRequest, EarnedBadgeCheck, EarnedBadgePage
 from api.text import storable_text
-from worker.awards import (
+from worker.badges.awards import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     BadgeDefinition,
@@ -32,7 +32,7 @@ from worker.awards import (
     get_earned_by_id,
     revoke,
 )
-from worker.outbox import OutboxRef, write_award_notifications
+from worker.notifications.outbox import OutboxRef, write_award_notifications
 from worker.tasks.common import dispatch_outbox
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.auth import CurrentPrincipal
 from api.context import Context
 from api.problems import not_found, problem_docs
-from worker.summary import MentorNotFound, YearSummary, year_summary
+from worker.tiers.summary import MentorNotFound, YearSummary, year_summary
 
 router = APIRouter(prefix="/api/v1/peer-mentors", tags=["mentor views"])
 

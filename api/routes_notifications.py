@@ -13,7 +13,7 @@ from api.pagination import MAX_CURSOR_LENGTH
 from api.problems import FieldProblem, invalid, not_found, problem_docs
 from api.queries import get_notification, list_notifications, mark_read
 from api.schemas import NotificationOut, NotificationPage
-from worker.awards import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from worker.badges.awards import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.awards import EarnedBadge
-from worker.criteria import Criteria
-from worker.definitions import AwardPeriodConfig, BadgeDefinitionConfig, TierConfig
+from worker.badges.awards import EarnedBadge
+from worker.configuration.schema import AwardPeriodConfig, BadgeDefinitionConfig, TierConfig
+from worker.model.criteria import Criteria
 
 TierName = Literal["bronze", "silver", "gold", "platinum"]
 

@@ -12,7 +12,7 @@ import sys
 from uuid import UUID
 
 from api.auth import Role, issue_token
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ def publish_noops(payloads: Iterable[dict[str, Any]]) -> int:
     """Publish one ``bench.noop`` message per payload, on the ingestion queue."""
     from bench.celery_app import NOOP_TASK
     from worker.app import app
-    from worker.events import QUEUE
+    from worker.model.events import QUEUE
 
     batch = list(payloads)
     say(f"publishing {len(batch)} no-op tasks")

@@ -21,10 +21,10 @@ CONFIGURATION_TABLES = {
 def prepare(database_url: str, config: dict[str, Any] | None = None) -> Engine:
     """Migrate the database to head and apply ``config`` (default: one org with badges)."""
     from schema.migrate import upgrade
-    from worker.clock import SystemClock
-    from worker.configuration import apply_configuration
-    from worker.db import make_engine
-    from worker.definitions import validate_configuration
+    from worker.configuration.apply import apply_configuration
+    from worker.configuration.schema import validate_configuration
+    from worker.core.clock import SystemClock
+    from worker.db.engine import make_engine
 
     engine = make_engine(database_url)
     upgrade(engine)

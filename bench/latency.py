@@ -50,7 +50,7 @@ def measure_latency(
 ) -> Latency:
     """Publish ``count`` events at ``rate``/s to running workers; latency percentiles."""
     from worker.app import app
-    from worker.events import QUEUE, TASK_NAME
+    from worker.model.events import QUEUE, TASK_NAME
 
     published: dict[uuid.UUID, float] = {}
     committed: dict[uuid.UUID, float] = {}

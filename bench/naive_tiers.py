@@ -5,14 +5,14 @@ per-mentor functions:
 
 * one query for its daily counts inside the period, the count and the
   longest weekly streak per tier computed in Python (the project's
-  ``worker.streaks.longest_streak``), and one upsert that only promotes;
+  ``worker.model.streaks.longest_streak``), and one upsert that only promotes;
 * for a promotion: its ``tier_promoted`` outbox rows
-  (``worker.outbox.write_notifications`` of
-  ``worker.tier_evaluation.promotion_notification``), the evaluation of the
-  definitions a promotion can newly satisfy (``worker.evaluation.
+  (``worker.notifications.outbox.write_notifications`` of
+  ``worker.tiers.reevaluation.promotion_notification``), the evaluation of the
+  definitions a promotion can newly satisfy (``worker.badges.evaluation.
   evaluate_mentors``, the tier definitions only, as the real run) and the
   ``badge_earned`` outbox rows of its awards
-  (``worker.outbox.write_award_notifications``).
+  (``worker.notifications.outbox.write_award_notifications``).
 
 :func:`evaluate_mentor` returns the time spent in the first part separately,
 so the tier computation alone can be compared too.
@@ -28,11 +28,11 @@ from uuid import UUID
 
 from sqlalchemy import Connection, text
 
-from worker.evaluation import evaluate_mentors
-from worker.outbox import write_award_notifications, write_notifications
-from worker.streaks import Period, longest_streak
-from worker.tier_evaluation import Promotion, promotion_notification
-from worker.tiers import RecognitionTier, TierAwardPeriod, TierLevel
+from worker.badges.evaluation import evaluate_mentors
+from worker.model.streaks import Period, longest_streak
+from worker.model.tiers import RecognitionTier, TierAwardPeriod, TierLevel
+from worker.notifications.outbox import write_award_notifications, write_notifications
+from worker.tiers.reevaluation import Promotion, promotion_notification
 
 _DAILY = text(
     "SELECT activity_date, activity_type, activity_count FROM daily_activity_counts "

@@ -96,7 +96,7 @@ def release_redis_db(index: int) -> None:
 def throwaway_environment() -> Iterator[Environment]:
     """A fresh database and Redis index, exported as ``DATABASE_URL``/``BROKER_URL``.
 
-    Must be entered before anything imports ``worker.settings`` in this
+    Must be entered before anything imports ``worker.core.settings`` in this
     process (the settings are read once); :func:`check_settings` verifies it.
     """
     database_url = create_database()
@@ -123,7 +123,7 @@ def throwaway_environment() -> Iterator[Environment]:
 def check_settings(env: Environment) -> None:
     """Fail loudly if this process's worker settings point somewhere else."""
     from worker.app import app
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
 
     settings = get_settings()
     if settings.database_url != env.database_url or app.conf.broker_url != env.broker_url:

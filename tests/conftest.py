@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "database_url" not in _resources:
         return
-    from worker.db import dispose_engines
+    from worker.db.engine import dispose_engines
 
     dispose_engines()
     services.drop_database(str(_resources["database_url"]))

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, func, select
 
 from schema.tables import notification_outbox, tier_assignments
 from tests.helpers import saved_event
-from worker.clock import FixedClock
-from worker.ingest import IncomingEvent, IngestResult, ingest_events
+from worker.core.clock import FixedClock
+from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
 
 MONDAY = date(2026, 1, 5)
 
@@ -98,6 +98,6 @@ def promotion_keys(
 
 def period_id(org: uuid.UUID, name: str = "2026") -> uuid.UUID:
     """The id ``badges definitions apply`` derives for an award period."""
-    from worker.definitions import ID_NAMESPACE
+    from worker.configuration.schema import ID_NAMESPACE
 
     return uuid.uuid5(ID_NAMESPACE, f"period:{org}:{name}")

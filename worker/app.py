@@ -14,6 +14,6 @@ app.config_from_object("celeryconfig")
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     # A forked pool process must not reuse the parent's database sockets.
-    from worker.db import dispose_engines
+    from worker.db.engine import dispose_engines
 
     dispose_engines(close=False)

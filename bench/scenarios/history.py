@@ -1,10 +1,10 @@
 """``history``: the cost of one more event for a mentor with 100 vs 100,000 prior activities.
 
-Both mentors' history is loaded with the bulk import (``worker.history_import``,
+Both mentors' history is loaded with the bulk import (``worker.ingestion.history_import``,
 the real code: ledger, stats, evaluation), spread over the same ten years, so
 the only difference is how many activities they have.  Then, alternating
 between the two mentors, one new event at a time goes through
-``worker.ingest.ingest_events`` in its own transaction (commit included),
+``worker.ingestion.ingest.ingest_events`` in its own transaction (commit included),
 in this process on PostgreSQL; the medians are compared.
 """
 
@@ -33,8 +33,8 @@ QUICK = {"rounds": 21, "warmup": 3}
 
 def _load_history(engine: Engine, mentor: uuid.UUID, count: int, *, seed: int) -> float:
     """Bulk-import ``count`` activities for ``mentor``; returns the seconds it took."""
-    from worker.clock import SystemClock
-    from worker.history_import import activity_line, import_activities
+    from worker.core.clock import SystemClock
+    from worker.ingestion.history_import import activity_line, import_activities
 
     activities = history_activities(
         count, mentors=[mentor], first=FIRST_DAY, last=LAST_DAY, seed=seed
@@ -51,8 +51,8 @@ def _load_history(engine: Engine, mentor: uuid.UUID, count: int, *, seed: int) -
 
 
 def _one_event_ms(engine: Engine, mentor: uuid.UUID, day: date) -> float:
-    from worker.clock import SystemClock
-    from worker.ingest import IncomingEvent, ingest_events
+    from worker.core.clock import SystemClock
+    from worker.ingestion.ingest import IncomingEvent, ingest_events
 
     event = next(event_stream(1, mentors=1, seed=day.toordinal()))
     event["activity"]["peer_mentor_id"] = str(mentor)

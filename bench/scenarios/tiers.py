@@ -6,7 +6,7 @@ per mentor, so every tier level occurs), and the lifetime and period tables
 are derived from the daily counts the way the pipeline would have built them.
 Then:
 
-* ``seconds``: ``worker.tier_evaluation.reevaluate_tiers(full=True)`` in one
+* ``seconds``: ``worker.tiers.reevaluation.reevaluate_tiers(full=True)`` in one
   transaction, commit included: the first run of the period, so it also writes
   the promotions' notifications and evaluates the promoted mentors' badges;
 * ``second_run_seconds``: the same again (nothing left to promote);
@@ -119,8 +119,8 @@ class NaiveResult:
 def naive(engine: Engine, sample: int) -> NaiveResult:
     """The per-mentor loop over a random sample, scaled to all mentors."""
     from bench.naive_tiers import candidate_mentors, evaluate_mentor
-    from worker.tier_followup import tier_definitions
-    from worker.tier_store import active_periods, load_tiers
+    from worker.tiers.followup import tier_definitions
+    from worker.tiers.store import active_periods, load_tiers
 
     with engine.connect() as conn:
         transaction = conn.begin()
@@ -159,8 +159,8 @@ def set_based(engine: Engine) -> tuple[float, float, Any]:
     (the query and the promotions), the counterpart of the naive loop's
     read-compute-upsert part.
     """
-    from worker.clock import FixedClock
-    from worker.tier_evaluation import reevaluate_tiers
+    from worker.core.clock import FixedClock
+    from worker.tiers.reevaluation import reevaluate_tiers
 
     timings: list[float] = []
 

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from schema.tables import metadata
-from worker.settings import get_settings
+from worker.core.settings import get_settings
 
 config = context.config
 

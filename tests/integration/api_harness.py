@@ -17,9 +17,9 @@ from api.auth import issue_token
 from schema.tables import notifications
 from tests.helpers import badge, threshold
 from tests.integration.conftest import apply, organisation
-from worker.awards import EarnedBadge, award_badge
-from worker.clock import FixedClock
-from worker.db import unit_of_work
+from worker.badges.awards import EarnedBadge, award_badge
+from worker.core.clock import FixedClock
+from worker.db.engine import unit_of_work
 
 SECRET = "test-secret-for-the-api-with-at-least-32-bytes"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -16,10 +16,10 @@ from sqlalchemy import Connection, Engine, text
 
 from schema.migrate import upgrade
 from schema.tables import metadata
-from worker.clock import SystemClock
-from worker.configuration import apply_configuration
-from worker.db import get_engine, make_engine, unit_of_work
-from worker.definitions import validate_configuration
+from worker.configuration.apply import apply_configuration
+from worker.configuration.schema import validate_configuration
+from worker.core.clock import SystemClock
+from worker.db.engine import get_engine, make_engine, unit_of_work
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

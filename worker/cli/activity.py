@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from worker.awards import NotFound, award_badge, earned_by_mentor, get_definition_by_code
+from worker.badges.awards import NotFound, award_badge, earned_by_mentor, get_definition_by_code
 from worker.cli.common import EXIT_ERROR, EXIT_OK, CliError, invalid, parse_uuid, print_json
-from worker.clock import SystemClock
-from worker.db import unit_of_work
-from worker.events import InvalidEvent, parse_event
-from worker.outbox import write_award_notifications
+from worker.core.clock import SystemClock
+from worker.db.engine import unit_of_work
+from worker.model.events import InvalidEvent, parse_event
+from worker.notifications.outbox import write_award_notifications
 
 
 def register(commands: Any) -> None:

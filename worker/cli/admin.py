@@ -8,11 +8,11 @@ from typing import Any
 
 from schema.migrate import upgrade
 from worker.cli.common import EXIT_OK, invalid, print_json
-from worker.clock import SystemClock
-from worker.configuration import ApplyReport, apply_configuration
-from worker.db import get_engine, unit_of_work
-from worker.definitions import ConfigurationError, load_configuration_file
-from worker.events import event_json_schema
+from worker.configuration.apply import ApplyReport, apply_configuration
+from worker.configuration.schema import ConfigurationError, load_configuration_file
+from worker.core.clock import SystemClock
+from worker.db.engine import get_engine, unit_of_work
+from worker.model.events import event_json_schema
 
 
 def register(commands: Any) -> None:

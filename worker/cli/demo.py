@@ -26,17 +26,17 @@ from tqdm import tqdm
 
 from schema.migrate import upgrade
 from schema.tables import processed_events, quarantined_events
-from worker.awards import earned_by_mentor
+from worker.badges.awards import earned_by_mentor
 from worker.cli.common import EXIT_OK, CliError, print_json
-from worker.clock import SystemClock
-from worker.configuration import apply_configuration
-from worker.criteria import MentorStats
-from worker.db import get_engine, unit_of_work
-from worker.definitions import validate_configuration
-from worker.demo import DemoData, generate, sample_configuration
-from worker.settings import get_settings
-from worker.stats import load_snapshots
-from worker.streaks import Period
+from worker.cli.demo_data import DemoData, generate, sample_configuration
+from worker.configuration.apply import apply_configuration
+from worker.configuration.schema import validate_configuration
+from worker.core.clock import SystemClock
+from worker.core.settings import get_settings
+from worker.db.engine import get_engine, unit_of_work
+from worker.model.criteria import MentorStats
+from worker.model.streaks import Period
+from worker.stats.counts import load_snapshots
 
 WORKER_QUEUES = "activity_events,notifications,maintenance"
 WEEKLY_ALL: tuple[Period, frozenset[str]] = (Period.WEEK, frozenset())
@@ -131,7 +131,7 @@ def run_demo(
 
 
 def _is_valid_id(data: DemoData, event_id: str) -> bool:
-    from worker.events import InvalidEvent, parse_event
+    from worker.model.events import InvalidEvent, parse_event
 
     for event in data.events:
         if event.get("event_id") == event_id:

@@ -11,9 +11,9 @@ from typing import Any
 from tqdm import tqdm
 
 from worker.cli.common import EXIT_OK, invalid
-from worker.clock import SystemClock
-from worker.db import get_engine
-from worker.history_import import (
+from worker.core.clock import SystemClock
+from worker.db.engine import get_engine
+from worker.ingestion.history_import import (
     DEFAULT_GROUP_ROWS,
     HistoryImportError,
     ImportReport,

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from worker.cli.common import EXIT_OK, print_json
-from worker.clock import SystemClock
-from worker.db import unit_of_work
-from worker.delivery import outbox_counts, requeue_dead
-from worker.outbox import Channel, OutboxState
+from worker.core.clock import SystemClock
+from worker.db.engine import unit_of_work
+from worker.notifications.delivery import outbox_counts, requeue_dead
+from worker.notifications.outbox import Channel, OutboxState
 
 
 def register(commands: Any) -> None:

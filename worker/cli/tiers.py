@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from worker.cli.common import EXIT_ERROR, EXIT_OK, CliError, invalid, parse_uuid, print_json
-from worker.clock import SystemClock
-from worker.db import get_engine, unit_of_work
-from worker.reconcile import TABLE_NAMES, ProgressCallback, ReconcileReport, run_reconcile
-from worker.summary import MentorNotFound, YearSummary, year_summary
+from worker.core.clock import SystemClock
+from worker.db.engine import get_engine, unit_of_work
+from worker.ingestion.reconcile import TABLE_NAMES, ProgressCallback, ReconcileReport, run_reconcile
+from worker.tiers.summary import MentorNotFound, YearSummary, year_summary
 
 
 def register(commands: Any) -> None:

@@ -12,10 +12,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from schema.tables import notification_outbox
 from worker.app import app
-from worker.clock import SystemClock
-from worker.db import unit_of_work
-from worker.outbox import Channel, OutboxRef
-from worker.sql import in_values
+from worker.core.clock import SystemClock
+from worker.db.engine import unit_of_work
+from worker.db.sql import in_values
+from worker.notifications.outbox import Channel, OutboxRef
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.app import app
-from worker.clock import SystemClock
-from worker.db import unit_of_work
-from worker.events import QUEUE, TASK_NAME
-from worker.ingest import IncomingEvent, IngestResult, ingest_events
-from worker.quarantine import quarantine
-from worker.settings import get_settings
+from worker.core.clock import SystemClock
+from worker.core.settings import get_settings
+from worker.db.engine import unit_of_work
+from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
+from worker.ingestion.quarantine import quarantine
+from worker.model.events import QUEUE, TASK_NAME
 from worker.tasks.batching import BatchItem, BatchTask
 from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
 

@@ -34,14 +34,14 @@ from uuid import UUID
 from celery import Task
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from worker import delivery
 from worker.app import app
-from worker.clock import SystemClock
-from worker.db import get_engine, try_lock_job, unit_of_work
-from worker.delivery import NO_GATEWAY_REASON, Delivery
-from worker.push import PushGateway, retry_delay
-from worker.relay import DEFAULT_BATCH_SIZE, claim_undispatched
-from worker.settings import Settings, get_settings
+from worker.core.clock import SystemClock
+from worker.core.settings import Settings, get_settings
+from worker.db.engine import get_engine, try_lock_job, unit_of_work
+from worker.notifications import delivery
+from worker.notifications.delivery import NO_GATEWAY_REASON, Delivery
+from worker.notifications.gateway import PushGateway, retry_delay
+from worker.notifications.relay import DEFAULT_BATCH_SIZE, claim_undispatched
 from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def relay_outbox() -> int:
     """Re-send outbox rows whose delivery task never got out (periodic, celery beat).
 
     A job lock makes overlapping runs (two beats, a slow run) a no-op; row
-    claims are safe with several relays anyway (``worker.relay``).
+    claims are safe with several relays anyway (``worker.notifications.relay``).
     """
     settings = get_settings()
     total = 0

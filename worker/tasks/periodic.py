@@ -18,12 +18,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.app import app
-from worker.clock import SystemClock
-from worker.db import get_engine, try_lock_job, unit_of_work
-from worker.reconcile import run_reconcile
-from worker.settings import get_settings
+from worker.core.clock import SystemClock
+from worker.core.settings import get_settings
+from worker.db.engine import get_engine, try_lock_job, unit_of_work
+from worker.ingestion.reconcile import run_reconcile
 from worker.tasks.common import dispatch_outbox
-from worker.tier_evaluation import JOB_NAME, TierRun, reevaluate_tiers
+from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from tqdm import tqdm
 
 from worker.app import app
-from worker.events import QUEUE, TASK_NAME
+from worker.model.events import QUEUE, TASK_NAME
 
 
 def publish(events: Iterable[Any], *, progress: bool = False) -> int:

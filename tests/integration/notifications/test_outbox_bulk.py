@@ -1,0 +1,62 @@
+"""``write_award_notifications_bulk`` writes exactly the rows of ``write_award_notifications``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+
+from schema.tables import notification_outbox
+from tests.helpers import badge, threshold
+from tests.integration.conftest import apply, organisation
+from worker.badges.awards import get_definition_by_code, insert_awards
+from worker.notifications.outbox import (
+    OutboxRef,
+    write_award_notifications,
+    write_award_notifications_bulk,
+)
+
+NOW = datetime(2026, 3, 2, 9, 30, 0, 123456, tzinfo=UTC)
+
+
+def outbox_rows(conn: Connection, refs: list[OutboxRef]) -> tuple[list[Any], set[Any]]:
+    """Every outbox row of the test (without its random id), and what the refs point at."""
+    rows = conn.execute(select(notification_outbox)).mappings().all()
+    by_id = {row["id"]: row for row in rows}
+    pointed = {(by_id[r.id]["dedup_key"], by_id[r.id]["channel"], r.channel) for r in refs}
+    return sorted(
+        (tuple((k, v) for k, v in row.items() if k != "id") for row in rows), key=str
+    ), pointed
+
+
+@pytest.mark.parametrize("backfill", [True, False])
+def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool) -> None:
+    org = uuid.uuid4()
+    apply(conn, {"organisations": [organisation(org)],
+                 "badges": [badge(org, "one", threshold(1)), badge(org, "two", threshold(2)),
+                            {**badge(org, "quote", threshold(3)), "name": "It's \"quoted\" ÆØÅ"}]})  # fmt: skip
+    conn.execute(notification_outbox.delete())  # only this test's rows are compared
+    definitions = [get_definition_by_code(conn, org, code) for code in ("one", "two", "quote")]
+    mentors = [uuid.uuid4() for _ in range(4)]
+    awards = insert_awards(conn, [(d, m) for d in definitions for m in mentors], NOW, "backfill")
+    assert len(awards) == 12
+
+    written = []
+    for write in (write_award_notifications, write_award_notifications_bulk):
+        savepoint = conn.begin_nested()
+        refs = write(conn, awards, now=NOW, backfill=backfill)
+        written.append(outbox_rows(conn, refs))
+        # Writing the same awards again adds nothing and dispatches nothing.
+        assert write(conn, awards, now=NOW, backfill=backfill) == []
+        savepoint.rollback()
+
+    (old_rows, old_refs), (new_rows, new_refs) = written
+    assert len(new_rows) == 24
+    assert new_rows == old_rows
+    assert new_refs == old_refs
+    assert len(new_refs) == (12 if backfill else 24)
+    assert all(channel == ref_channel for _, channel, ref_channel in new_refs)
+    assert write_award_notifications_bulk(conn, [], now=NOW, backfill=backfill) == []

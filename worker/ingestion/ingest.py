@@ -1,0 +1,235 @@
+"""One unit of work: events -> ledger -> stats -> evaluation -> awards -> outbox.
+
+:func:`ingest_events` takes a *list* of incoming events (a single event is a
+list of one) and does everything in the caller's transaction, with a
+constant number of statements per batch rather than per event:
+
+1. validate; contract breaks and unknown organisations go to quarantine;
+2. lock the batch's mentors (advisory locks, sorted: no deadlocks);
+3. record event ids (a redelivered event is a no-op);
+4. resolve each activity last-writer-wins against the ledger row (by primary key);
+5. apply the signed stats deltas with atomic increments;
+6. evaluate the changed mentors, award, revoke revocable badges no longer met;
+7. write notification outbox rows for the new awards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, select
+
+from schema.tables import activity_ledger, organisations, processed_events
+from worker.badges.awards import EarnedBadge
+from worker.badges.evaluation import evaluate_mentors
+from worker.core.clock import Clock, as_utc
+from worker.db.engine import lock_mentors
+from worker.db.sql import insert_for
+from worker.ingestion.quarantine import quarantine
+from worker.model.events import ActivityDeleted, ActivitySaved, InvalidEvent, parse_event
+from worker.model.ledger import LedgerRow, StatsDelta, resolve, row_from_event
+from worker.notifications.outbox import OutboxRef, write_award_notifications
+from worker.stats.counts import apply_delta
+
+Event = ActivitySaved | ActivityDeleted
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """One message's payload and the id of the task that carried it."""
+
+    payload: Any
+    task_id: str | None = None
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    applied: int = 0  # changed the ledger
+    duplicates: int = 0  # event id seen before
+    stale: int = 0  # older than what the ledger holds
+    quarantined: int = 0
+    awarded: list[EarnedBadge] = field(default_factory=list)
+    revoked: list[EarnedBadge] = field(default_factory=list)
+    outbox: list[OutboxRef] = field(default_factory=list)
+
+    def merge(self, other: IngestResult) -> None:
+        for name in ("received", "applied", "duplicates", "stale", "quarantined"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.awarded += other.awarded
+        self.revoked += other.revoked
+        self.outbox += other.outbox
+
+
+def ingest_events(
+    conn: Connection, incoming: Sequence[IncomingEvent], *, clock: Clock, backfill: bool = False
+) -> IngestResult:
+    """Process a batch of events in the caller's transaction (see module docstring)."""
+    now = clock.now()
+    result = IngestResult(received=len(incoming))
+    parsed, rejected = _validate(incoming)
+    valid, unknown_org = _known_organisations(conn, parsed)
+    rejected += unknown_org
+    result.quarantined = quarantine(
+        conn, ((i.payload, i.task_id, reason) for i, reason in rejected), now=now
+    )
+    if not valid:
+        return result
+
+    lock_mentors(conn, {e.activity.peer_mentor_id for e in valid})
+    fresh = _record_event_ids(conn, valid, now)
+    result.duplicates = len(valid) - len(fresh)
+
+    stored = _load_ledger(conn, {e.activity.id for e in fresh})
+    by_activity: dict[UUID, list[LedgerRow]] = defaultdict(list)
+    for event in fresh:
+        by_activity[event.activity.id].append(row_from_event(event))
+    delta = StatsDelta.empty()
+    changes: list[LedgerRow] = []
+    for activity_id, rows in by_activity.items():
+        before = stored.get(activity_id)
+        after = resolve(before, rows)
+        # Every event except the winner is stale (superseded inside the batch or by the ledger).
+        result.stale += len(rows) - (1 if after is not None else 0)
+        if after is None:
+            continue
+        if before is not None and (before.organisation_id, before.peer_mentor_id) != (
+            after.organisation_id,
+            after.peer_mentor_id,
+        ):
+            # An activity never changes organisation or mentor (DESIGN §3).
+            result.stale += 1
+            quarantine(
+                conn,
+                [
+                    (
+                        f"activity {activity_id}",
+                        None,
+                        "activity may not change organisation or mentor",
+                    )
+                ],
+                now=now,
+            )
+            result.quarantined += 1
+            continue
+        changes.append(after)
+        delta.change(before, after)
+    result.applied = len(changes)
+    _write_ledger(conn, changes, now)
+    mentor_orgs = {row.peer_mentor_id: row.organisation_id for row in changes}
+    decreased = delta.has_decrease
+    apply_delta(conn, delta, now)
+
+    counted = delta.mentors | decreased
+    changed_mentors = {m: o for m, o in mentor_orgs.items() if m in counted}
+    evaluation = evaluate_mentors(
+        conn,
+        changed_mentors,
+        now=now,
+        source="backfill" if backfill else "evaluation",
+        recheck_revocable=decreased,
+    )
+    result.awarded = evaluation.awarded
+    result.revoked = evaluation.revoked
+    result.outbox = write_award_notifications(conn, evaluation.awarded, now=now, backfill=backfill)
+    return result
+
+
+Parsed = tuple[Event, IncomingEvent]
+Rejected = tuple[IncomingEvent, str]
+
+
+def _validate(incoming: Sequence[IncomingEvent]) -> tuple[list[Parsed], list[Rejected]]:
+    valid: list[Parsed] = []
+    rejected: list[Rejected] = []
+    for item in incoming:
+        try:
+            valid.append((parse_event(item.payload), item))
+        except InvalidEvent as exc:
+            rejected.append((item, exc.reason))
+    return valid, rejected
+
+
+def _known_organisations(
+    conn: Connection, parsed: list[Parsed]
+) -> tuple[list[Event], list[Rejected]]:
+    wanted = {e.activity.organisation_id for e, _ in parsed}
+    if not wanted:
+        return [], []
+    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(wanted))))
+    valid = [e for e, _ in parsed if e.activity.organisation_id in known]
+    rejected = [
+        (item, f"activity.organisation_id: unknown organisation {e.activity.organisation_id}")
+        for e, item in parsed
+        if e.activity.organisation_id not in known
+    ]
+    return valid, rejected
+
+
+def _record_event_ids(conn: Connection, events: list[Event], now: datetime) -> list[Event]:
+    """Insert event ids; return the events seen for the first time (in batch order)."""
+    first: dict[UUID, Event] = {}
+    for event in events:
+        first.setdefault(event.event_id, event)
+    rows = [
+        {"event_id": e.event_id, "activity_id": e.activity.id, "processed_at": now}
+        for e in first.values()
+    ]
+    stmt = (
+        insert_for(conn, processed_events)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(processed_events.c.event_id)
+    )
+    inserted = set(conn.scalars(stmt, rows))
+    return [e for event_id, e in first.items() if event_id in inserted]
+
+
+def _load_ledger(conn: Connection, activity_ids: set[UUID]) -> dict[UUID, LedgerRow]:
+    """The stored rows of exactly these activities (primary-key lookups only)."""
+    if not activity_ids:
+        return {}
+    rows = conn.execute(
+        select(activity_ledger).where(activity_ledger.c.activity_id.in_(sorted(activity_ids)))
+    )
+    return {
+        r.activity_id: LedgerRow(
+            activity_id=r.activity_id,
+            organisation_id=r.organisation_id,
+            peer_mentor_id=r.peer_mentor_id,
+            activity_type=r.activity_type,
+            activity_date=r.activity_date,
+            course_id=r.course_id,
+            occurred_at=as_utc(r.occurred_at),
+            last_event_id=r.last_event_id,
+            deleted=r.deleted,
+        )
+        for r in rows
+    }
+
+
+def _write_ledger(conn: Connection, rows: list[LedgerRow], now: datetime) -> None:
+    if not rows:
+        return
+    values = [
+        {
+            "activity_id": r.activity_id,
+            "organisation_id": r.organisation_id,
+            "peer_mentor_id": r.peer_mentor_id,
+            "activity_type": r.activity_type,
+            "activity_date": r.activity_date,
+            "course_id": r.course_id,
+            "occurred_at": r.occurred_at.astimezone(UTC),
+            "last_event_id": r.last_event_id,
+            "deleted": r.deleted,
+            "updated_at": now,
+        }
+        for r in sorted(rows, key=lambda r: str(r.activity_id))
+    ]
+    stmt = insert_for(conn, activity_ledger)
+    replaced = {c: stmt.excluded[c] for c in values[0] if c != "activity_id"}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["activity_id"], set_=replaced), values)

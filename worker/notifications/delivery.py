@@ -1,0 +1,437 @@
+"""Delivering outbox rows: the in-app channel, push state transitions, dead letters (SQL).
+
+Every change of an outbox row's state is written with ``updated_at`` (and
+``delivered_at`` when sent), so the table itself shows each row's history:
+``pending`` -> (``failed`` -> …) -> ``sent`` | ``dead`` | ``skipped``.
+
+Idempotency, per channel:
+
+* **in-app**: the row is locked (``FOR UPDATE``) and a ``notifications`` row
+  is inserted ``ON CONFLICT (outbox_id) DO NOTHING``: a task delivered twice,
+  even concurrently, inserts one row.
+* **push**: one delivery at a time per outbox row, guarded by a PostgreSQL
+  session advisory lock held across the HTTP call; a duplicate task that finds
+  it taken leaves (the holder finishes or schedules its own retry).  The lock
+  lives on its own connection, so no transaction or row lock is held while
+  waiting for the gateway, and ingestion (which stamps ``dispatched_at`` on
+  the same rows) never waits for a slow gateway.  A send repeated after a
+  crash carries the same ``Idempotency-Key``, which the gateway de-duplicates.
+
+Nothing here touches ``earned_badges`` except to read whether an award still
+exists: a notification failure never alters an award.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Connection, Engine, func, select, text, update
+
+from schema.tables import earned_badges, notification_outbox, notifications, organisations
+from worker.core.clock import Clock
+from worker.db.engine import is_postgres, lock_key, unit_of_work
+from worker.db.sql import in_values, insert_for
+from worker.notifications.gateway import PushOutcome, PushResult
+from worker.notifications.outbox import BADGE_EARNED, Channel, OutboxRef, OutboxState
+from worker.notifications.texts import RenderedMessage, UnknownKind, render
+
+log = logging.getLogger(__name__)
+
+#: States after which a row is never delivered again (``retry-dead`` reopens dead ones).
+FINAL_STATES = frozenset({OutboxState.SENT, OutboxState.DEAD, OutboxState.SKIPPED})
+REVOKED_REASON = "badge revoked before delivery: not pushed"
+NO_GATEWAY_REASON = "no push gateway configured (PUSH_GATEWAY_URL unset)"
+
+
+class Delivery(StrEnum):
+    """What one delivery task did."""
+
+    DELIVERED = "delivered"
+    ALREADY_DONE = "already_done"  # a final state was reached before (duplicate task)
+    IN_FLIGHT = "in_flight"  # another task is delivering this row right now
+    MISSING = "missing"  # no such outbox row (or another channel's)
+    SKIPPED = "skipped"
+    RETRY = "retry"  # failed, another attempt should follow
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: UUID
+    channel: Channel
+    kind: str
+    peer_mentor_id: UUID
+    organisation_id: UUID
+    payload: dict[str, Any]
+    state: OutboxState
+    attempts: int
+    backfill: bool
+    language: str
+
+
+@dataclass(frozen=True)
+class PushAttempt:
+    """The outcome of one push task: what happened, and what a retry should know."""
+
+    delivery: Delivery
+    attempts: int = 0
+    error: str | None = None
+    retry_after_s: float | None = None
+
+
+#: Sends one push message; ``idempotency_key`` is the outbox id.
+PushSender = Callable[[Mapping[str, Any], str], PushResult]
+
+
+def _item_query() -> Any:
+    """Outbox rows with their organisation's language (``nb`` when unknown)."""
+    return select(
+        notification_outbox,
+        func.coalesce(organisations.c.language, "nb").label("language"),
+    ).select_from(
+        notification_outbox.outerjoin(
+            organisations, organisations.c.id == notification_outbox.c.organisation_id
+        )
+    )
+
+
+def _item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        channel=Channel(row.channel),
+        kind=row.kind,
+        peer_mentor_id=row.peer_mentor_id,
+        organisation_id=row.organisation_id,
+        payload=dict(row.payload),
+        state=OutboxState(row.state),
+        attempts=row.attempts,
+        backfill=row.backfill,
+        language=row.language,
+    )
+
+
+def load_item(conn: Connection, outbox_id: UUID, *, lock: bool = True) -> OutboxItem | None:
+    """The outbox row with its organisation's language; locked ``FOR UPDATE`` by default."""
+    query = _item_query().where(notification_outbox.c.id == outbox_id)
+    if lock:
+        query = query.with_for_update(of=notification_outbox)
+    row = conn.execute(query).first()
+    return None if row is None else _item(row)
+
+
+def load_items(conn: Connection, outbox_ids: Collection[UUID]) -> dict[UUID, OutboxItem]:
+    """Several outbox rows, locked ``FOR UPDATE`` in id order (no deadlock between batches)."""
+    query = (
+        _item_query()
+        .where(in_values(conn, notification_outbox.c.id, sorted(set(outbox_ids))))
+        .order_by(notification_outbox.c.id)
+        .with_for_update(of=notification_outbox)
+    )
+    return {row.id: _item(row) for row in conn.execute(query)}
+
+
+def deliver_in_app(conn: Connection, outbox_id: UUID, *, now: datetime, tz: tzinfo) -> Delivery:
+    """Insert the in-app notification of one outbox row, at most once, and mark it sent."""
+    return deliver_in_app_batch(conn, [outbox_id], now=now, tz=tz)[outbox_id]
+
+
+def deliver_in_app_batch(
+    conn: Connection, outbox_ids: Collection[UUID], *, now: datetime, tz: tzinfo
+) -> dict[UUID, Delivery]:
+    """Deliver several in-app outbox rows in the caller's transaction, each at most once.
+
+    A constant number of statements however many rows: one locking read, one
+    insert of the ``notifications`` rows (``ON CONFLICT (outbox_id) DO
+    NOTHING``), one state update per outcome.  Returns what happened to each id.
+    """
+    items = load_items(conn, outbox_ids)
+    outcomes: dict[UUID, Delivery] = {}
+    delivered: list[dict[str, Any]] = []
+    dead: dict[str, list[UUID]] = {}
+    for outbox_id in outbox_ids:
+        item = items.get(outbox_id)
+        if outbox_id in outcomes:
+            continue  # the same id twice in one batch: delivered once
+        if item is None or item.channel is not Channel.IN_APP:
+            outcomes[outbox_id] = Delivery.MISSING
+        elif item.state in FINAL_STATES:
+            outcomes[outbox_id] = Delivery.ALREADY_DONE
+        else:
+            try:
+                message = render(item.kind, item.payload, language=item.language, tz=tz)
+            except UnknownKind as exc:
+                dead.setdefault(str(exc), []).append(item.id)
+                outcomes[outbox_id] = Delivery.DEAD
+                continue
+            delivered.append(
+                {
+                    "id": uuid4(),
+                    "peer_mentor_id": item.peer_mentor_id,
+                    "organisation_id": item.organisation_id,
+                    "kind": item.kind,
+                    "payload": in_app_payload(item, message),
+                    "created_at": now,
+                    "outbox_id": item.id,
+                }
+            )
+            outcomes[outbox_id] = Delivery.DELIVERED
+    if delivered:
+        conn.execute(
+            insert_for(conn, notifications).on_conflict_do_nothing(index_elements=["outbox_id"]),
+            delivered,
+        )
+        _set_states(
+            conn, [d["outbox_id"] for d in delivered], OutboxState.SENT, now=now, attempted=True
+        )
+    for error, ids in dead.items():
+        _set_states(conn, ids, OutboxState.DEAD, now=now, error=error, attempted=True)
+    return outcomes
+
+
+def in_app_payload(item: OutboxItem, message: RenderedMessage) -> dict[str, Any]:
+    """The ``notifications.payload`` the app reads: the outbox payload plus the texts."""
+    return {
+        **item.payload,
+        "title": message.title,
+        "body": message.body,
+        "language": message.language,
+    }
+
+
+def push_message(item: OutboxItem, message: RenderedMessage) -> dict[str, Any]:
+    """The JSON body POSTed to the push gateway."""
+    return {
+        "id": str(item.id),
+        "kind": item.kind,
+        "peer_mentor_id": str(item.peer_mentor_id),
+        "organisation_id": str(item.organisation_id),
+        "language": message.language,
+        "title": message.title,
+        "body": message.body,
+        "data": item.payload,
+    }
+
+
+def deliver_push(
+    engine: Engine,
+    outbox_id: UUID,
+    *,
+    send: PushSender,
+    clock: Clock,
+    tz: tzinfo,
+    max_attempts: int,
+) -> PushAttempt:
+    """One push attempt for one outbox row: claim, send, record (see module docstring).
+
+    Two short transactions around the HTTP call; the guard keeps a duplicate
+    task from sending at the same time.
+    """
+    with delivery_guard(engine, outbox_id) as acquired:
+        if not acquired:
+            return PushAttempt(Delivery.IN_FLIGHT)
+        with unit_of_work(engine) as conn:
+            claimed = claim_push(conn, outbox_id, now=clock.now(), tz=tz)
+        if not isinstance(claimed, tuple):
+            return PushAttempt(claimed)
+        item, message = claimed
+        result = send(push_message(item, message), str(item.id))
+        with unit_of_work(engine) as conn:
+            return record_push_result(
+                conn, outbox_id, result, now=clock.now(), max_attempts=max_attempts
+            )
+
+
+def claim_push(
+    conn: Connection, outbox_id: UUID, *, now: datetime, tz: tzinfo
+) -> Delivery | tuple[OutboxItem, RenderedMessage]:
+    """Check a push row is still to be sent; returns what to send, or why not."""
+    item = load_item(conn, outbox_id)
+    if item is None or item.channel is not Channel.PUSH:
+        return Delivery.MISSING
+    if item.state in FINAL_STATES:
+        return Delivery.ALREADY_DONE
+    if award_revoked(conn, item):
+        _set_state(conn, item, OutboxState.SKIPPED, now=now, error=REVOKED_REASON)
+        return Delivery.SKIPPED
+    try:
+        message = render(item.kind, item.payload, language=item.language, tz=tz)
+    except UnknownKind as exc:
+        _set_state(conn, item, OutboxState.DEAD, now=now, error=str(exc))
+        return Delivery.DEAD
+    return item, message
+
+
+def record_push_result(
+    conn: Connection, outbox_id: UUID, result: PushResult, *, now: datetime, max_attempts: int
+) -> PushAttempt:
+    """Write one attempt's outcome: sent, failed (retry follows) or dead."""
+    item = load_item(conn, outbox_id)
+    if item is None:
+        return PushAttempt(Delivery.MISSING)
+    if item.state in FINAL_STATES:  # e.g. skipped by an operator meanwhile
+        return PushAttempt(Delivery.ALREADY_DONE, item.attempts)
+    attempts = item.attempts + 1
+    if result.outcome is PushOutcome.SENT:
+        _set_state(conn, item, OutboxState.SENT, now=now, attempted=True)
+        return PushAttempt(Delivery.DELIVERED, attempts)
+    if result.outcome is PushOutcome.RETRYABLE and attempts < max_attempts:
+        _set_state(conn, item, OutboxState.FAILED, now=now, error=result.error, attempted=True)
+        return PushAttempt(Delivery.RETRY, attempts, result.error, result.retry_after_s)
+    _set_state(conn, item, OutboxState.DEAD, now=now, error=result.error, attempted=True)
+    return PushAttempt(Delivery.DEAD, attempts, result.error)
+
+
+def skip_push(conn: Connection, outbox_id: UUID, *, now: datetime, reason: str) -> Delivery:
+    """Mark a push row skipped (no gateway configured), unless it already reached an end."""
+    return skip_push_batch(conn, [outbox_id], now=now, reason=reason)[outbox_id]
+
+
+def skip_push_batch(
+    conn: Connection, outbox_ids: Collection[UUID], *, now: datetime, reason: str
+) -> dict[UUID, Delivery]:
+    """Mark push rows skipped with ``reason`` (one update), except those already at an end."""
+    items = load_items(conn, outbox_ids)
+    outcomes: dict[UUID, Delivery] = {}
+    for outbox_id in outbox_ids:
+        item = items.get(outbox_id)
+        if outbox_id in outcomes:
+            continue
+        if item is None or item.channel is not Channel.PUSH:
+            outcomes[outbox_id] = Delivery.MISSING
+        elif item.state in FINAL_STATES:
+            outcomes[outbox_id] = Delivery.ALREADY_DONE
+        else:
+            outcomes[outbox_id] = Delivery.SKIPPED
+    skipped = [i for i, outcome in outcomes.items() if outcome is Delivery.SKIPPED]
+    if skipped:
+        _set_states(conn, skipped, OutboxState.SKIPPED, now=now, error=reason)
+    return outcomes
+
+
+def award_revoked(conn: Connection, item: OutboxItem) -> bool:
+    """True when a badge_earned row's award no longer exists (revoked since)."""
+    if item.kind != BADGE_EARNED or "earned_badge_id" not in item.payload:
+        return False
+    earned_id = UUID(str(item.payload["earned_badge_id"]))
+    found = conn.execute(select(earned_badges.c.id).where(earned_badges.c.id == earned_id))
+    return found.first() is None
+
+
+@contextmanager
+def delivery_guard(engine: Engine, outbox_id: UUID) -> Iterator[bool]:
+    """Yield True when this process may deliver ``outbox_id`` now, False if another is.
+
+    A PostgreSQL *session* advisory lock on a connection of its own: it spans
+    the claim, the HTTP call and the record without keeping a transaction
+    open, and the server drops it if the process dies.  On SQLite (the
+    embedded default runs one worker process) there is nothing to guard.
+    """
+    if not is_postgres(engine):
+        yield True
+        return
+    key = lock_key(f"outbox:{outbox_id}")
+    conn = engine.connect()
+    try:
+        acquired = bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        )
+        conn.commit()
+    except BaseException:
+        conn.invalidate()
+        conn.close()
+        raise
+    try:
+        yield acquired
+    finally:
+        try:
+            if acquired:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        except Exception:
+            # Never hand a connection that may still hold the lock back to the pool.
+            log.warning("could not release the delivery lock of %s", outbox_id, exc_info=True)
+            conn.invalidate()
+        finally:
+            conn.close()
+
+
+def _set_state(
+    conn: Connection,
+    item: OutboxItem,
+    state: OutboxState,
+    *,
+    now: datetime,
+    error: str | None = None,
+    attempted: bool = False,
+) -> None:
+    _set_states(conn, [item.id], state, now=now, error=error, attempted=attempted)
+
+
+def _set_states(
+    conn: Connection,
+    outbox_ids: Sequence[UUID],
+    state: OutboxState,
+    *,
+    now: datetime,
+    error: str | None = None,
+    attempted: bool = False,
+) -> None:
+    values: dict[str, Any] = {"state": state.value, "updated_at": now}
+    if attempted:
+        values["attempts"] = notification_outbox.c.attempts + 1
+    if error is not None:
+        values["last_error"] = error
+    if state is OutboxState.SENT:
+        values["delivered_at"] = now
+    conn.execute(
+        update(notification_outbox)
+        .where(in_values(conn, notification_outbox.c.id, list(outbox_ids)))
+        .values(values)
+    )
+
+
+def outbox_counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """Rows per channel and state, every combination present (zeros included)."""
+    counts = {c.value: {s.value: 0 for s in OutboxState} for c in Channel}
+    rows = conn.execute(
+        select(notification_outbox.c.channel, notification_outbox.c.state, func.count()).group_by(
+            notification_outbox.c.channel, notification_outbox.c.state
+        )
+    )
+    for channel, state, count in rows:
+        counts.setdefault(channel, {})[state] = int(count)
+    return counts
+
+
+def requeue_dead(
+    conn: Connection, *, now: datetime, channel: Channel | None = None
+) -> list[OutboxRef]:
+    """Reopen dead rows for delivery: pending again with a fresh attempt budget.
+
+    ``last_error`` is kept for the record.  Rows are stamped ``dispatched_at``
+    now; the caller sends them after commit, and if that send is lost the
+    relay picks them up after its grace period.
+    """
+    query = select(notification_outbox.c.id, notification_outbox.c.channel).where(
+        notification_outbox.c.state == OutboxState.DEAD.value
+    )
+    if channel is not None:
+        query = query.where(notification_outbox.c.channel == channel.value)
+    rows = conn.execute(
+        query.order_by(notification_outbox.c.updated_at).with_for_update(skip_locked=True)
+    ).all()
+    refs = [OutboxRef(row.id, Channel(row.channel)) for row in rows]
+    if refs:
+        conn.execute(
+            update(notification_outbox)
+            .where(notification_outbox.c.id.in_([r.id for r in refs]))
+            .values(state=OutboxState.PENDING.value, attempts=0, updated_at=now, dispatched_at=now)
+        )
+    return refs
