@@ -35,6 +35,9 @@ def create_app(
     clock: Clock | None = None,
     engine: Engine | None = None,
 ) -> FastAPI:
+    # The Celery app installs the sender that delivers notifications after commit.
+    import worker.app  # noqa: F401
+
     settings = get_settings()
     context = ApiContext(
         jwt_secret=jwt_secret if jwt_secret is not None else settings.api_jwt_secret,

@@ -12,7 +12,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from worker.core.clock import Clock
-from worker.db.engine import get_engine, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.unit_of_work import unit_of_work
 
 
 @dataclass(frozen=True)

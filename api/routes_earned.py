@@ -32,8 +32,7 @@ from worker.badges.awards import (
     get_earned_by_id,
     revoke,
 )
-from worker.notifications.outbox import OutboxRef, write_award_notifications
-from worker.tasks.common import dispatch_outbox
+from worker.notifications.outbox import notify_awards
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/earned-badges", tags=["earned badges"])
@@ -157,19 +156,11 @@ def award_earned_badge(
             source="manual",
             actor=principal.actor,
         )
-        refs = write_award_notifications(conn, [outcome.earned], now=now) if outcome.created else []
-    if refs:
-        _dispatch(refs)
+        if outcome.created:
+            notify_awards(conn, [outcome.earned], now=now)
     record_award(created=outcome.created)
     response.status_code = 201 if outcome.created else 200
     return outcome.earned
-
-
-def _dispatch(refs: list[OutboxRef]) -> None:
-    try:
-        dispatch_outbox(refs)
-    except Exception:  # the award is committed; the outbox relay delivers later
-        log.exception("could not dispatch notifications now; the outbox relay will send them")
 
 
 @router.delete(

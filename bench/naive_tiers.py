@@ -7,12 +7,12 @@ per-mentor functions:
   longest weekly streak per tier computed in Python (the project's
   ``worker.model.streaks.longest_streak``), and one upsert that only promotes;
 * for a promotion: its ``tier_promoted`` outbox rows
-  (``worker.notifications.outbox.write_notifications`` of
+  (``worker.notifications.outbox.write_outbox`` of
   ``worker.tiers.reevaluation.promotion_notification``), the evaluation of the
   definitions a promotion can newly satisfy (``worker.badges.evaluation.
   evaluate_mentors``, the tier definitions only, as the real run) and the
   ``badge_earned`` outbox rows of its awards
-  (``worker.notifications.outbox.write_award_notifications``).
+  (``worker.notifications.outbox.notify_awards``).
 
 :func:`evaluate_mentor` returns the time spent in the first part separately,
 so the tier computation alone can be compared too.
@@ -31,7 +31,7 @@ from sqlalchemy import Connection, text
 from worker.badges.evaluation import evaluate_mentors
 from worker.model.streaks import Period, longest_streak
 from worker.model.tiers import RecognitionTier, TierAwardPeriod, TierLevel
-from worker.notifications.outbox import write_award_notifications, write_notifications
+from worker.notifications.outbox import notify_awards, write_outbox
 from worker.tiers.reevaluation import Promotion, promotion_notification
 
 _DAILY = text(
@@ -120,11 +120,11 @@ def evaluate_mentor(
         tier=TierLevel(best),
         assigned_at=promoted.assigned_at,
     )
-    refs = write_notifications(conn, [promotion_notification(promotion)], now=now)
+    refs = write_outbox(conn, [promotion_notification(promotion)], now=now)
     awards = []
     if tier_definitions:
         awards = evaluate_mentors(
             conn, {mentor: period.organisation_id}, now=now, only=tier_definitions
         ).awarded
-        refs += write_award_notifications(conn, awards, now=now)
+        refs += notify_awards(conn, awards, now=now)
     return MentorOutcome(True, len(awards), len(refs), tier_seconds)

@@ -1,4 +1,9 @@
-"""The Celery application, configured from ``celeryconfig``."""
+"""The Celery application, configured from ``celeryconfig``.
+
+Creating it also installs the sender that dispatches outbox rows after commit
+(:func:`worker.notifications.dispatch.use_sender`), so every process that
+imports the app (worker, CLI, API) sends delivery tasks.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,22 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
+from kombu.exceptions import OperationalError as BrokerError
+
+from worker.notifications.dispatch import SendFailed, use_sender
 
 app = Celery("badges")
 app.config_from_object("celeryconfig")
+
+
+def _send(task_name: str, kwargs: dict[str, Any]) -> None:
+    try:
+        app.send_task(task_name, kwargs=kwargs)
+    except BrokerError as exc:
+        raise SendFailed(str(exc)) from exc
+
+
+use_sender(_send)
 
 
 @worker_process_init.connect

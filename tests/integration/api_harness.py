@@ -19,7 +19,7 @@ from tests.helpers import badge, threshold
 from tests.integration.conftest import apply, organisation
 from worker.badges.awards import EarnedBadge, award_badge
 from worker.core.clock import FixedClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 
 SECRET = "test-secret-for-the-api-with-at-least-32-bytes"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -19,7 +19,8 @@ from schema.tables import metadata
 from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import SystemClock
-from worker.db.engine import get_engine, make_engine, unit_of_work
+from worker.db.engine import get_engine, make_engine
+from worker.db.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

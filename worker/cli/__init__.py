@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # The Celery app installs the sender that delivers notifications after commit.
+    import worker.app  # noqa: F401
+
     try:
         return int(args.handler(args) or 0)
     except CliError as exc:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from worker.badges.awards import NotFound, award_badge, earned_by_mentor, get_definition_by_code
-from worker.cli.common import EXIT_ERROR, EXIT_OK, CliError, invalid, parse_uuid, print_json
+from worker.cli.common import EXIT_ERROR, EXIT_OK, invalid, parse_uuid, print_json
 from worker.core.clock import SystemClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.model.events import InvalidEvent, parse_event
-from worker.notifications.outbox import write_award_notifications
+from worker.notifications.outbox import notify_awards
 
 
 def register(commands: Any) -> None:
@@ -105,20 +105,10 @@ def manual_award(args: argparse.Namespace) -> int:
             outcome = award_badge(
                 conn, definition.id, mentor, now=now, source="manual", actor="cli"
             )
-            refs = (
-                write_award_notifications(conn, [outcome.earned], now=now)
-                if outcome.created
-                else []
-            )
+            if outcome.created:  # delivered after the commit
+                notify_awards(conn, [outcome.earned], now=now)
     except NotFound as exc:
         raise invalid(str(exc)) from None
-    if refs:
-        try:
-            from worker.tasks.common import dispatch_outbox
-
-            dispatch_outbox(refs)
-        except Exception as exc:  # the award is committed; the relay delivers later
-            raise CliError(f"awarded, but notifications are queued for the relay: {exc}") from exc
     state = "awarded" if outcome.created else "already earned"
     print(f"{state}: {definition.code} to {mentor} at {outcome.earned.earned_at.isoformat()}")
     return EXIT_OK

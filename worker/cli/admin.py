@@ -11,7 +11,8 @@ from worker.cli.common import EXIT_OK, invalid, print_json
 from worker.configuration.apply import ApplyReport, apply_configuration
 from worker.configuration.schema import ConfigurationError, load_configuration_file
 from worker.core.clock import SystemClock
-from worker.db.engine import get_engine, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.unit_of_work import unit_of_work
 from worker.model.events import event_json_schema
 
 

@@ -33,7 +33,8 @@ from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
-from worker.db.engine import get_engine, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.unit_of_work import unit_of_work
 from worker.model.criteria import MentorStats
 from worker.model.streaks import Period
 from worker.stats.counts import load_snapshots

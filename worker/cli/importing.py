@@ -64,10 +64,6 @@ def import_history(args: argparse.Namespace) -> int:
             )
 
         def group_done(report: ImportReport) -> None:
-            if report.outbox:
-                from worker.tasks.common import dispatch_outbox
-
-                dispatch_outbox(report.outbox)
             loading[0].update(len(report.mentors))
 
         try:

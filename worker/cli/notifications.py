@@ -7,9 +7,9 @@ from typing import Any
 
 from worker.cli.common import EXIT_OK, print_json
 from worker.core.clock import SystemClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.notifications.delivery import outbox_counts, requeue_dead
-from worker.notifications.outbox import Channel, OutboxState
+from worker.notifications.types import Channel, OutboxState
 
 
 def register(commands: Any) -> None:
@@ -46,10 +46,5 @@ def retry_dead(args: argparse.Namespace) -> int:
     channel = Channel(args.channel) if args.channel else None
     with unit_of_work() as conn:
         refs = requeue_dead(conn, now=SystemClock().now(), channel=channel)
-    if refs:
-        # Committed first: if sending fails now, the relay sends them later.
-        from worker.tasks.common import dispatch_outbox
-
-        dispatch_outbox(refs)
     print(f"re-queued {len(refs)} dead notification(s)")
     return EXIT_OK

@@ -8,7 +8,8 @@ from typing import Any
 
 from worker.cli.common import EXIT_ERROR, EXIT_OK, CliError, invalid, parse_uuid, print_json
 from worker.core.clock import SystemClock
-from worker.db.engine import get_engine, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.reconcile import TABLE_NAMES, ProgressCallback, ReconcileReport, run_reconcile
 from worker.tiers.summary import MentorNotFound, YearSummary, year_summary
 
@@ -109,13 +110,6 @@ def run_reconcile_command(args: argparse.Namespace) -> int:
     report = _reconcile_with_progress(repair=not args.dry_run, show=sys.stderr.isatty())
     if report.skipped:
         raise CliError("another reconcile is running; try again when it has finished")
-    if report.outbox:
-        from worker.tasks.common import dispatch_outbox
-
-        try:
-            dispatch_outbox(report.outbox)
-        except Exception as exc:  # repaired and committed; the relay delivers later
-            raise CliError(f"repaired, but notifications are queued for the relay: {exc}") from exc
     for table, n in report.drifted.items():
         if n:
             print(f"  {table}: {n} drifted row(s)")

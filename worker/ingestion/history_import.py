@@ -63,10 +63,13 @@ from schema.tables import Timestamp, activity_ledger, organisations
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock
 from worker.core.validation import describe_validation_error
-from worker.db.engine import is_postgres, lock_mentors, unit_of_work
+from worker.db.engine import is_postgres
+from worker.db.locks import lock_mentors
 from worker.db.sql import insert_for
+from worker.db.unit_of_work import unit_of_work
 from worker.model.events import Activity
-from worker.notifications.outbox import OutboxRef, write_award_notifications_bulk
+from worker.notifications.outbox import notify_awards
+from worker.notifications.types import OutboxRef
 from worker.stats.counts import add_from_ledger, add_rows
 
 #: ``occurred_at`` of imported history: older than any live event.
@@ -412,7 +415,7 @@ def evaluate_group(engine: Engine, mentor_orgs: dict[UUID, UUID], *, clock: Cloc
         return ImportReport(
             mentors=mentor_orgs,
             awarded=len(evaluation.awarded),
-            outbox=write_award_notifications_bulk(conn, evaluation.awarded, now=now, backfill=True),
+            outbox=notify_awards(conn, evaluation.awarded, now=now, backfill=True),
         )
 
 

@@ -28,12 +28,13 @@ from schema.tables import activity_ledger, organisations, processed_events
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock, as_utc
-from worker.db.engine import lock_mentors
+from worker.db.locks import lock_mentors
 from worker.db.sql import insert_for
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import ActivityDeleted, ActivitySaved, InvalidEvent, parse_event
 from worker.model.ledger import LedgerRow, StatsDelta, resolve, row_from_event
-from worker.notifications.outbox import OutboxRef, write_award_notifications
+from worker.notifications.outbox import notify_awards
+from worker.notifications.types import OutboxRef
 from worker.stats.counts import apply_delta
 
 Event = ActivitySaved | ActivityDeleted
@@ -136,7 +137,7 @@ def ingest_events(
     )
     result.awarded = evaluation.awarded
     result.revoked = evaluation.revoked
-    result.outbox = write_award_notifications(conn, evaluation.awarded, now=now, backfill=backfill)
+    result.outbox = notify_awards(conn, evaluation.awarded, now=now, backfill=backfill)
     return result
 
 

@@ -52,8 +52,11 @@ from schema.tables import (
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock
-from worker.db.engine import is_postgres, try_lock_job
-from worker.notifications.outbox import OutboxRef, write_award_notifications
+from worker.db.engine import is_postgres
+from worker.db.locks import try_lock_job
+from worker.db.unit_of_work import unit_of_work
+from worker.notifications.outbox import notify_awards
+from worker.notifications.types import OutboxRef
 from worker.stats.counts import ledger_aggregates, mark_mentors_changed
 
 log = logging.getLogger(__name__)
@@ -151,7 +154,7 @@ def reconcile(
             mark_mentors_changed(conn, ((org, m) for m, org in batch.items()), now)
             evaluation = evaluate_mentors(conn, batch, now=now)
             report.awarded += evaluation.awarded
-            report.outbox += write_award_notifications(conn, evaluation.awarded, now=now)
+            report.outbox += notify_awards(conn, evaluation.awarded, now=now)
     log.info("reconcile: %d drifted row(s) in total%s", report.total, " (repaired)" * repair)
     return report
 
@@ -168,11 +171,9 @@ def run_reconcile(
     Returns a report with ``skipped=True`` when another reconcile holds the lock.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        connection = engine.connect()
-        if is_postgres(engine):
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        isolation = "REPEATABLE READ" if is_postgres(engine) else None
         try:
-            with connection, connection.begin():
+            with unit_of_work(engine, isolation_level=isolation) as connection:
                 if not try_lock_job(connection, JOB_NAME):
                     log.info("reconcile: another run holds the lock; skipped")
                     return ReconcileReport(skipped=True, attempts=attempt)

@@ -36,11 +36,14 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 
 from schema.tables import earned_badges, notification_outbox, notifications, organisations
 from worker.core.clock import Clock
-from worker.db.engine import is_postgres, lock_key, unit_of_work
+from worker.db.engine import is_postgres
+from worker.db.locks import lock_key
 from worker.db.sql import in_values, insert_for
+from worker.db.unit_of_work import unit_of_work
+from worker.notifications.dispatch import dispatch_after_commit
 from worker.notifications.gateway import PushOutcome, PushResult
-from worker.notifications.outbox import BADGE_EARNED, Channel, OutboxRef, OutboxState
 from worker.notifications.texts import RenderedMessage, UnknownKind, render
+from worker.notifications.types import BADGE_EARNED, Channel, OutboxRef, OutboxState
 
 log = logging.getLogger(__name__)
 
@@ -416,8 +419,8 @@ def requeue_dead(
     """Reopen dead rows for delivery: pending again with a fresh attempt budget.
 
     ``last_error`` is kept for the record.  Rows are stamped ``dispatched_at``
-    now; the caller sends them after commit, and if that send is lost the
-    relay picks them up after its grace period.
+    now and sent after the commit; if that send is lost the relay picks them
+    up after its grace period.
     """
     query = select(notification_outbox.c.id, notification_outbox.c.channel).where(
         notification_outbox.c.state == OutboxState.DEAD.value
@@ -434,4 +437,5 @@ def requeue_dead(
             .where(notification_outbox.c.id.in_([r.id for r in refs]))
             .values(state=OutboxState.PENDING.value, attempts=0, updated_at=now, dispatched_at=now)
         )
+    dispatch_after_commit(conn, refs)
     return refs

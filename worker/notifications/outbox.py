@@ -2,15 +2,18 @@
 
 Each notification is one row per channel (``in_app``, ``push``), keyed by a
 dedup key such as ``badge_earned:<earned badge id>`` so writing it twice is
-harmless.  Delivery happens after commit (``worker.notifications.delivery``); the relay
-re-sends rows whose delivery task never got out.
+harmless.  :func:`write_outbox` is the one writer; each notification kind has
+one payload builder here (:func:`badge_earned`, :func:`tier_promoted`).  The
+rows it writes are dispatched once the unit of work commits
+(:mod:`worker.notifications.dispatch`); the relay re-sends rows whose delivery
+task never got out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -19,77 +22,135 @@ from sqlalchemy import Connection, text
 from schema.tables import notification_outbox
 from worker.badges.awards import EarnedBadge
 from worker.db.sql import insert_for
+from worker.model.tiers import TierLevel
+from worker.notifications.dispatch import dispatch_after_commit
+from worker.notifications.types import (
+    BADGE_EARNED,
+    TIER_PROMOTED,
+    Channel,
+    OutboxRef,
+    OutboxState,
+)
 
-
-class Channel(StrEnum):
-    IN_APP = "in_app"
-    PUSH = "push"
-
-
-class OutboxState(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"  # a delivery attempt failed; another will follow
-    DEAD = "dead"  # out of attempts, or a permanent error
-    SKIPPED = "skipped"  # deliberately not delivered (no gateway, backfill, revoked)
-
-
-class OutboxRef(NamedTuple):
-    id: UUID
-    channel: Channel
-
-
-BADGE_EARNED = "badge_earned"
-TIER_PROMOTED = "tier_promoted"
 BACKFILL_SKIP_REASON = "backfill award: in-app only, no push"
 
 
-def badge_payload(earned: EarnedBadge) -> dict[str, Any]:
-    return {
-        "earned_badge_id": str(earned.id),
-        "badge_definition_id": str(earned.badge_definition_id),
-        "code": earned.code,
-        "name": earned.name,
-        "earned_at": earned.earned_at.isoformat(),
-    }
+class Notification(NamedTuple):
+    """One notification to write: a row per channel."""
+
+    kind: str
+    dedup_key: str
+    organisation_id: UUID
+    peer_mentor_id: UUID
+    payload: dict[str, Any]
 
 
-def write_notifications(
+def badge_earned(earned: EarnedBadge) -> Notification:
+    """The ``badge_earned`` notification of an award."""
+    return Notification(
+        BADGE_EARNED,
+        f"{BADGE_EARNED}:{earned.id}",
+        earned.organisation_id,
+        earned.peer_mentor_id,
+        {
+            "earned_badge_id": str(earned.id),
+            "badge_definition_id": str(earned.badge_definition_id),
+            "code": earned.code,
+            "name": earned.name,
+            "earned_at": earned.earned_at.isoformat(),
+        },
+    )
+
+
+def tier_promoted(
+    *,
+    assignment_id: UUID,
+    tier: TierLevel,
+    organisation_id: UUID,
+    peer_mentor_id: UUID,
+    award_period_id: UUID,
+    award_period_name: str,
+    assigned_at: datetime,
+) -> Notification:
+    """The ``tier_promoted`` notification of a tier assignment reaching ``tier``."""
+    return Notification(
+        TIER_PROMOTED,
+        f"{TIER_PROMOTED}:{assignment_id}:{int(tier)}",
+        organisation_id,
+        peer_mentor_id,
+        {
+            "tier": tier.label,
+            "tier_level": int(tier),
+            "award_period_id": str(award_period_id),
+            "award_period_name": award_period_name,
+            "assigned_at": assigned_at.isoformat(),
+        },
+    )
+
+
+def notify_awards(
+    conn: Connection, awards: Iterable[EarnedBadge], *, now: datetime, backfill: bool = False
+) -> list[OutboxRef]:
+    """Write the ``badge_earned`` outbox rows of ``awards`` (see :func:`write_outbox`)."""
+    return write_outbox(conn, [badge_earned(e) for e in awards], now=now, backfill=backfill)
+
+
+def write_outbox(
     conn: Connection,
-    items: Iterable[tuple[str, str, UUID, UUID, dict[str, Any]]],
+    notifications: Sequence[Notification],
     *,
     now: datetime,
     backfill: bool = False,
 ) -> list[OutboxRef]:
-    """Write outbox rows for ``(kind, dedup_key, org, mentor, payload)`` items.
+    """Write one outbox row per channel for each notification, in the caller's transaction.
 
-    Returns ``(id, channel)`` of the rows to dispatch now.  Backfill notifications get an
-    in-app row but their push row is written as ``skipped``: importing years of
-    history must not flood mentors' phones.
+    Returns ``(id, channel)`` of the pending rows written, which are also
+    registered for dispatch once the unit of work commits.  Rows already
+    written (same dedup key and channel) are left alone.  Backfill
+    notifications get an in-app row but their push row is written as
+    ``skipped``: importing years of history must not flood mentors' phones.
+
+    On PostgreSQL the notifications travel as a few arrays and one
+    ``INSERT … SELECT`` builds both channels' rows, so many at once (an
+    import, a tier run) cost one statement.
     """
-    rows = []
-    for kind, dedup_key, org, mentor, payload in items:
-        for channel in Channel:
-            skip_push = backfill and channel is Channel.PUSH
-            rows.append(
-                {
-                    "id": uuid4(),
-                    "dedup_key": dedup_key,
-                    "channel": channel.value,
-                    "kind": kind,
-                    "peer_mentor_id": mentor,
-                    "organisation_id": org,
-                    "payload": payload,
-                    "state": OutboxState.SKIPPED if skip_push else OutboxState.PENDING,
-                    "backfill": backfill,
-                    "attempts": 0,
-                    "last_error": BACKFILL_SKIP_REASON if skip_push else None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-    if not rows:
+    if not notifications:
         return []
+    if conn.dialect.name == "postgresql":
+        refs = _write_postgres(conn, notifications, now=now, backfill=backfill)
+    else:
+        refs = _write_rows(conn, notifications, now=now, backfill=backfill)
+    dispatch_after_commit(conn, refs)
+    return refs
+
+
+def _push_state(backfill: bool) -> tuple[OutboxState, str | None]:
+    return (OutboxState.SKIPPED, BACKFILL_SKIP_REASON) if backfill else (OutboxState.PENDING, None)
+
+
+def _write_rows(
+    conn: Connection, notifications: Sequence[Notification], *, now: datetime, backfill: bool
+) -> list[OutboxRef]:
+    push_state, push_error = _push_state(backfill)
+    rows = [
+        {
+            "id": uuid4(),
+            "dedup_key": n.dedup_key,
+            "channel": channel.value,
+            "kind": n.kind,
+            "peer_mentor_id": n.peer_mentor_id,
+            "organisation_id": n.organisation_id,
+            "payload": n.payload,
+            "state": push_state if channel is Channel.PUSH else OutboxState.PENDING,
+            "backfill": backfill,
+            "attempts": 0,
+            "last_error": push_error if channel is Channel.PUSH else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in notifications
+        for channel in Channel
+    ]
     stmt = (
         insert_for(conn, notification_outbox)
         .on_conflict_do_nothing(index_elements=["dedup_key", "channel"])
@@ -104,46 +165,22 @@ def write_notifications(
     ]
 
 
-def write_award_notifications(
-    conn: Connection, awards: Iterable[EarnedBadge], *, now: datetime, backfill: bool = False
-) -> list[OutboxRef]:
-    return write_notifications(
-        conn,
-        (
-            (
-                BADGE_EARNED,
-                f"{BADGE_EARNED}:{e.id}",
-                e.organisation_id,
-                e.peer_mentor_id,
-                badge_payload(e),
-            )
-            for e in awards
-        ),
-        now=now,
-        backfill=backfill,
-    )
-
-
-#: One row per channel, in the order :func:`write_notifications` writes them.
-_BULK_AWARD_NOTIFICATIONS = text(
+#: Both channels' rows of each notification, in input order then channel order.
+_WRITE_OUTBOX = text(
     """
-    WITH awards AS (
+    WITH items AS (
         SELECT * FROM unnest(
-            CAST(:ids AS text[]), CAST(:definition_ids AS text[]), CAST(:codes AS text[]),
-            CAST(:names AS text[]), CAST(:mentor_ids AS uuid[]), CAST(:organisation_ids AS uuid[]),
-            CAST(:earned_at AS text[])
-        ) WITH ORDINALITY AS a(id, badge_definition_id, code, name, peer_mentor_id,
-                               organisation_id, earned_at, n)
+            CAST(:kinds AS text[]), CAST(:dedup_keys AS text[]),
+            CAST(:organisation_ids AS uuid[]), CAST(:mentor_ids AS uuid[]),
+            CAST(:payloads AS jsonb[])
+        ) WITH ORDINALITY AS a(kind, dedup_key, organisation_id, peer_mentor_id, payload, n)
     ), inserted AS (
         INSERT INTO notification_outbox (id, dedup_key, channel, kind, peer_mentor_id,
             organisation_id, payload, state, backfill, attempts, last_error, created_at,
             updated_at)
-        SELECT gen_random_uuid(), CAST(:kind AS text) || ':' || a.id, c.channel, :kind,
-            a.peer_mentor_id, a.organisation_id,
-            jsonb_build_object('earned_badge_id', a.id, 'badge_definition_id',
-                a.badge_definition_id, 'code', a.code, 'name', a.name, 'earned_at', a.earned_at),
-            c.state, :backfill, 0, c.last_error, :now, :now
-        FROM awards a CROSS JOIN (VALUES
+        SELECT gen_random_uuid(), a.dedup_key, c.channel, a.kind, a.peer_mentor_id,
+            a.organisation_id, a.payload, c.state, :backfill, 0, c.last_error, :now, :now
+        FROM items a CROSS JOIN (VALUES
             (1, 'in_app', 'pending', CAST(NULL AS text)),
             (2, 'push', CAST(:push_state AS text), CAST(:push_error AS text))
         ) AS c(n, channel, state, last_error)
@@ -155,38 +192,26 @@ _BULK_AWARD_NOTIFICATIONS = text(
     """
 )
 
+_CHANNELS = {channel.value: channel for channel in Channel}
 
-def write_award_notifications_bulk(
-    conn: Connection, awards: Sequence[EarnedBadge], *, now: datetime, backfill: bool = False
+
+def _write_postgres(
+    conn: Connection, notifications: Sequence[Notification], *, now: datetime, backfill: bool
 ) -> list[OutboxRef]:
-    """The rows :func:`write_award_notifications` writes, in one set-based statement.
-
-    For many awards at once (bulk import).  On PostgreSQL the awards travel
-    as a few arrays and the database builds both channels' rows and their
-    payloads (``INSERT … SELECT``), so nothing is built per row in Python and
-    only the pending rows' ids come back.  Elsewhere this is
-    :func:`write_award_notifications`.
-    """
-    if not awards:
-        return []
-    if conn.dialect.name != "postgresql":
-        return write_award_notifications(conn, awards, now=now, backfill=backfill)
-    payloads = [badge_payload(e) for e in awards]
+    push_state, push_error = _push_state(backfill)
     rows = conn.execute(
-        _BULK_AWARD_NOTIFICATIONS,
+        _WRITE_OUTBOX,
         {
-            "ids": [p["earned_badge_id"] for p in payloads],
-            "definition_ids": [p["badge_definition_id"] for p in payloads],
-            "codes": [p["code"] for p in payloads],
-            "names": [p["name"] for p in payloads],
-            "mentor_ids": [e.peer_mentor_id for e in awards],
-            "organisation_ids": [e.organisation_id for e in awards],
-            "earned_at": [p["earned_at"] for p in payloads],
-            "kind": BADGE_EARNED,
+            "kinds": [n.kind for n in notifications],
+            "dedup_keys": [n.dedup_key for n in notifications],
+            "organisation_ids": [n.organisation_id for n in notifications],
+            "mentor_ids": [n.peer_mentor_id for n in notifications],
+            "payloads": [json.dumps(n.payload) for n in notifications],
             "backfill": backfill,
-            "push_state": OutboxState.SKIPPED.value if backfill else OutboxState.PENDING.value,
-            "push_error": BACKFILL_SKIP_REASON if backfill else None,
+            "push_state": push_state.value,
+            "push_error": push_error,
             "now": now,
         },
     )
-    return [OutboxRef(row.id, Channel(row.channel)) for row in rows]
+    # One fetchall: noticeably faster than row by row for many RETURNING rows.
+    return [OutboxRef(row_id, _CHANNELS[channel]) for row_id, channel in rows.all()]

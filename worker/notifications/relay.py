@@ -1,10 +1,10 @@
 """The outbox relay: find outbox rows whose delivery task never got out, and claim them.
 
-Normally ``dispatch_outbox`` sends a delivery task right after the award
+Normally ``worker.notifications.dispatch`` sends a delivery task right after the award
 transaction commits and stamps ``dispatched_at``.  If the process died in
 between (or the broker refused the message), the row stays ``pending`` with
 no recent ``dispatched_at``.  The relay, run periodically from celery beat,
-claims such rows once a grace period has passed and returns them for sending.
+claims such rows once a grace period has passed and sends them after its commit.
 
 Also claimed: ``failed`` rows whose scheduled retry is overdue (no change for
 longer than the longest retry countdown plus the grace period), in case the
@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from schema.tables import notification_outbox
-from worker.notifications.outbox import Channel, OutboxRef, OutboxState
+from worker.notifications.dispatch import dispatch_after_commit
+from worker.notifications.types import Channel, OutboxRef, OutboxState
 
 #: Rows claimed per transaction; the task loops while batches come back full.
 DEFAULT_BATCH_SIZE = 500
@@ -39,6 +40,8 @@ def claim_undispatched(
     limit: int = DEFAULT_BATCH_SIZE,
 ) -> list[OutboxRef]:
     """Claim up to ``limit`` rows to re-send (see module docstring), oldest first.
+
+    The claimed rows are sent once the caller's unit of work commits.
 
     ``retry_overdue_s`` is how long a ``failed`` row may go unchanged before
     its retry counts as lost (the longest retry countdown plus some slack).
@@ -70,4 +73,5 @@ def claim_undispatched(
             .where(t.id.in_([r.id for r in refs]))
             .values(dispatched_at=now)
         )
+    dispatch_after_commit(conn, refs)
     return refs

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any, Literal
 
-from worker.notifications.outbox import BADGE_EARNED, TIER_PROMOTED
+from worker.notifications.types import BADGE_EARNED, TIER_PROMOTED
 
 Language = Literal["nb", "en"]
 DEFAULT_LANGUAGE: Language = "nb"

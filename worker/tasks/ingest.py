@@ -26,12 +26,12 @@ from typing import Any
 from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import QUEUE, TASK_NAME
 from worker.tasks.batching import BatchItem, BatchTask
-from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
+from worker.tasks.common import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ class IngestTask(BatchTask):
                 queue=next((i.queue for i in good if i.queue), QUEUE),
             )
             result.merge(_ingest_with_policy(incoming, retry=retry))
-        dispatch_outbox(result.outbox)
         log.info(
             "ingested batch of %d: applied %d, duplicates %d, stale %d, quarantined %d, awarded %d",
             len(items),

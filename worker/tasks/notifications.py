@@ -37,12 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.settings import Settings, get_settings
-from worker.db.engine import get_engine, try_lock_job, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.locks import try_lock_job
+from worker.db.unit_of_work import unit_of_work
 from worker.notifications import delivery
 from worker.notifications.delivery import NO_GATEWAY_REASON, Delivery
 from worker.notifications.gateway import PushGateway, retry_delay
 from worker.notifications.relay import DEFAULT_BATCH_SIZE, claim_undispatched
-from worker.tasks.common import TRANSIENT_ERRORS, dispatch_outbox
+from worker.tasks.common import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,6 @@ def relay_outbox() -> int:
                 grace_period_s=settings.outbox_grace_period_s,
                 retry_overdue_s=settings.max_retry_delay_s + settings.outbox_grace_period_s,
             )
-        dispatch_outbox(refs)
         total += len(refs)
         if len(refs) < DEFAULT_BATCH_SIZE:
             break

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
-from worker.db.engine import get_engine, try_lock_job, unit_of_work
+from worker.db.engine import get_engine
+from worker.db.locks import try_lock_job
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.reconcile import run_reconcile
-from worker.tasks.common import dispatch_outbox
 from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ def run_tier_reevaluation(
             organisation_id=organisation_id,
             full=full,
         )
-    dispatch_outbox(result.outbox)
     return result
 
 
@@ -103,7 +103,6 @@ def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     report = run_reconcile(get_engine(), clock=SystemClock(), repair=message.repair)
     if report.skipped:
         return {"skipped": True}
-    dispatch_outbox(report.outbox)
     if report.total:
         log.warning("reconcile: repaired %d drifted row(s): %s", report.total, report.drifted)
     return {"drifted": report.total, "by_table": report.drifted}

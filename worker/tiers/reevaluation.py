@@ -18,11 +18,11 @@ is higher (the highest tier reached in a period is kept; a mentor whose stats
 went down keeps the tier).  ``RETURNING`` yields exactly the promotions,
 which get their outbox rows (``tier_promoted``) in the same transaction and
 then the badges a promotion can unlock (definitions with a ``tier``
-criterion), all written set-based by :mod:`worker.tiers.followup`.
+criterion), plain ``tier`` badges set-based by :mod:`worker.tiers.followup`.
 
 The number of statements depends on the number of periods and tier badge
 definitions, not of mentors: per period one candidate count, one upsert, one
-run record, one outbox insert, and per plain ``tier`` badge one award insert
+run record, one outbox insert (:func:`worker.notifications.outbox.write_outbox`), and per plain ``tier`` badge one award insert
 and one outbox insert; composite criteria with a ``tier`` part are evaluated
 for the promoted mentors in batches of :data:`BATCH`.
 
@@ -42,7 +42,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Connection, func, literal, select
@@ -55,12 +55,12 @@ from worker.core.settings import get_settings
 from worker.db.sql import insert_for, new_uuid
 from worker.model.tier_rules import config_fingerprint
 from worker.model.tiers import RecognitionTier, TierAwardPeriod, TierLevel
-from worker.notifications.outbox import TIER_PROMOTED, OutboxRef, write_award_notifications
+from worker.notifications.outbox import Notification, notify_awards, tier_promoted, write_outbox
+from worker.notifications.types import OutboxRef
 from worker.tiers.followup import (
     award_tier_badge,
     is_plain_tier,
     tier_definitions,
-    write_promotion_notifications,
 )
 from worker.tiers.query import candidate_mentors, highest_tiers
 from worker.tiers.store import active_periods, load_tiers
@@ -166,8 +166,8 @@ def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierR
     if not run.promotions:
         return
     period = run.period
-    result.outbox += write_promotion_notifications(
-        conn, period, now=now, assigned_at=run.promotions[0].assigned_at.isoformat()
+    result.outbox += write_outbox(
+        conn, [promotion_notification(p) for p in run.promotions], now=now
     )
     definitions = tier_definitions(conn, period.organisation_id)
     for definition in definitions:
@@ -187,7 +187,7 @@ def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierR
             only=composite,
         )
         result.awarded += evaluation.awarded
-        result.outbox += write_award_notifications(conn, evaluation.awarded, now=now)
+        result.outbox += notify_awards(conn, evaluation.awarded, now=now)
 
 
 def _tiers_by_org(
@@ -310,21 +310,14 @@ def _record_run(
     )
 
 
-def promotion_notification(p: Promotion) -> tuple[str, str, UUID, UUID, dict[str, Any]]:
-    """The outbox item of one promotion (``worker.notifications.outbox.write_notifications``).
-
-    The set-based writer (``worker.tiers.followup``) writes the same rows.
-    """
-    return (
-        TIER_PROMOTED,
-        f"{TIER_PROMOTED}:{p.assignment_id}:{int(p.tier)}",
-        p.organisation_id,
-        p.peer_mentor_id,
-        {
-            "tier": p.tier.label,
-            "tier_level": int(p.tier),
-            "award_period_id": str(p.award_period_id),
-            "award_period_name": p.award_period_name,
-            "assigned_at": p.assigned_at.isoformat(),
-        },
+def promotion_notification(p: Promotion) -> Notification:
+    """The ``tier_promoted`` notification of one promotion."""
+    return tier_promoted(
+        assignment_id=p.assignment_id,
+        tier=p.tier,
+        organisation_id=p.organisation_id,
+        peer_mentor_id=p.peer_mentor_id,
+        award_period_id=p.award_period_id,
+        award_period_name=p.award_period_name,
+        assigned_at=p.assigned_at,
     )

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import ColumnElement, Engine, Table, func, select
 
-from api import routes_earned
 from schema.tables import badge_audit, earned_badges, notification_outbox
 from tests.helpers import saved_event
 from tests.integration.api_harness import NOW, Api, problem_paths, running_api
 from worker.core.clock import FixedClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
+from worker.notifications import dispatch
 
 LIST = "/api/v1/earned-badges"
 
@@ -270,10 +270,10 @@ def test_posting_twice_is_201_then_200_with_one_row_and_one_notification(api: Ap
 def test_an_award_stands_when_notifications_cannot_be_dispatched(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broker_down(refs: object) -> None:
+    def broker_down(refs: object, **_: object) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(routes_earned, "dispatch_outbox", broker_down)
+    monkeypatch.setattr(dispatch, "dispatch_outbox", broker_down)
     org = api.org("a")
     body = {"badge_definition_id": str(org.badge_ids["a"]), "peer_mentor_id": str(org.mentor)}
     response = api.client.post(LIST, json=body, headers=api.admin(org))

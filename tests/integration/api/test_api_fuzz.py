@@ -32,7 +32,7 @@ from tests.integration.api_harness import NOW, SECRET, Org, bearer
 from tests.integration.conftest import apply, organisation
 from worker.badges.awards import award_badge, get_definition_by_code
 from worker.core.clock import FixedClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 
 #: Examples per operation, token and id mode: 19 operations x 3 tokens x 2 keeps this quick.
 MAX_EXAMPLES = 6

@@ -14,7 +14,7 @@ from tests.integration.api_harness import NOW, Api, Org, problem_paths, running_
 from tests.integration.conftest import apply
 from worker.core.clock import FixedClock
 from worker.core.settings import get_settings
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.tiers.reevaluation import reevaluate_tiers
 from worker.tiers.summary import year_summary

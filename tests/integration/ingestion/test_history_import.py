@@ -24,7 +24,7 @@ from tests.helpers import badge, saved_event, streak, threshold
 from tests.integration.conftest import apply, organisation
 from worker.cli import main
 from worker.core.clock import FixedClock, SystemClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion import history_import
 from worker.ingestion.history_import import HISTORY_OCCURRED_AT, IMPORT_NAMESPACE
 from worker.ingestion.ingest import IncomingEvent, ingest_events

@@ -12,9 +12,10 @@ from sqlalchemy import Engine, select
 
 from schema.tables import notification_outbox
 from tests.integration.conftest import apply, organisation
-from worker.notifications.outbox import TIER_PROMOTED, Channel, OutboxRef, write_notifications
-from worker.tasks import common
-from worker.tasks.common import DISPATCH_BATCH, dispatch_outbox
+from worker.app import app
+from worker.notifications.dispatch import DISPATCH_BATCH, dispatch_outbox
+from worker.notifications.outbox import Notification, write_outbox
+from worker.notifications.types import TIER_PROMOTED, Channel, OutboxRef
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -23,12 +24,12 @@ def pending_refs(engine: Engine, count: int) -> list[OutboxRef]:
     org = uuid.uuid4()
     with engine.begin() as c:
         apply(c, {"organisations": [organisation(org)]})
-        return write_notifications(
+        return write_outbox(
             c,
-            (
-                (TIER_PROMOTED, f"dispatch:{org}:{i}", org, uuid.uuid4(), {"n": i})
+            [
+                Notification(TIER_PROMOTED, f"dispatch:{org}:{i}", org, uuid.uuid4(), {"n": i})
                 for i in range(count)
-            ),
+            ],
             now=NOW,
         )
 
@@ -50,7 +51,7 @@ def test_refs_go_out_in_one_message_per_channel_and_batch(
     refs = pending_refs(clean_db, DISPATCH_BATCH + 7)
     sent: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(
-        common.app, "send_task", lambda name, kwargs: sent.append((name, kwargs["outbox_ids"]))
+        app, "send_task", lambda name, kwargs: sent.append((name, kwargs["outbox_ids"]))
     )
 
     dispatch_outbox(refs)
@@ -78,7 +79,7 @@ def test_a_batch_the_broker_refused_stays_undispatched_for_the_relay(
         if name == "badges.deliver_push":
             raise BrokerError("connection refused")
 
-    monkeypatch.setattr(common.app, "send_task", push_broker_down)
+    monkeypatch.setattr(app, "send_task", push_broker_down)
 
     dispatch_outbox(refs)
 

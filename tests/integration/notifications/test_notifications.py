@@ -32,10 +32,10 @@ from tests import services
 from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.conftest import ROOT, WorkerProcess, apply, organisation
 from worker.core.clock import SystemClock
-from worker.db.engine import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications.delivery import NO_GATEWAY_REASON
-from worker.notifications.outbox import BACKFILL_SKIP_REASON, Channel, OutboxRef
+from worker.notifications.outbox import BACKFILL_SKIP_REASON
+from worker.notifications.types import Channel, OutboxRef
 
 TOKEN = "test-gateway-token"
 #: The worker's read timeout is 1 s: "hang" outlasts it (then answers 503, never
@@ -352,15 +352,20 @@ def test_gateway_400_is_dead_at_once_with_the_error(
 
 CRASH_AFTER_COMMIT = """
 import json, os, signal, sys
+import worker.app  # installs the sender, as in a worker process
 from worker.core.clock import SystemClock
-from worker.db.engine import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
+from worker.notifications import dispatch
 
+def crash(refs, **_):  # the after-commit dispatch: die right before sending
+    assert len(refs) == 2, refs
+    print("committed", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+dispatch.dispatch_outbox = crash
 with unit_of_work() as conn:
-    result = ingest_events(conn, [IncomingEvent(json.loads(sys.argv[1]))], clock=SystemClock())
-assert len(result.outbox) == 2, result
-print("committed", flush=True)
-os.kill(os.getpid(), signal.SIGKILL)  # after the commit, before dispatch_outbox
+    ingest_events(conn, [IncomingEvent(json.loads(sys.argv[1]))], clock=SystemClock())
 """
 
 
@@ -399,7 +404,7 @@ def test_same_outbox_id_twice_concurrently_delivers_once(
     clean_db: Engine, push_worker: WorkerProcess, gateway: Gateway, sender: Celery
 ) -> None:
     org, mentor = configure(clean_db), uuid.uuid4()
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:  # written, not dispatched: the test sends the deliveries
         refs = ingest_events(
             c, [IncomingEvent(saved_event(org=org, mentor=mentor))], clock=SystemClock()
         ).outbox
@@ -420,7 +425,7 @@ def test_bulk_import_awards_create_in_app_rows_and_no_pushes(
 ) -> None:
     org = configure(clean_db)
     mentors = [uuid.uuid4() for _ in range(5)]
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:  # written, not dispatched: the test sends the deliveries
         result = ingest_events(
             c,
             [IncomingEvent(saved_event(org=org, mentor=m)) for m in mentors],

@@ -18,7 +18,7 @@ from tests.helpers import badge, saved_event, threshold
 from tests.integration.conftest import apply, organisation
 from worker.badges.awards import get_earned_by_id, revoke
 from worker.core.clock import SystemClock
-from worker.db.engine import make_engine, unit_of_work
+from worker.db.engine import make_engine
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications.delivery import (
     NO_GATEWAY_REASON,
@@ -33,14 +33,9 @@ from worker.notifications.delivery import (
     skip_push_batch,
 )
 from worker.notifications.gateway import PushOutcome, PushResult
-from worker.notifications.outbox import (
-    TIER_PROMOTED,
-    Channel,
-    OutboxRef,
-    OutboxState,
-    write_notifications,
-)
+from worker.notifications.outbox import Notification, write_outbox
 from worker.notifications.relay import claim_undispatched
+from worker.notifications.types import TIER_PROMOTED, Channel, OutboxRef, OutboxState
 
 OSLO = ZoneInfo("Europe/Oslo")
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -149,8 +144,8 @@ def test_tier_promotion_is_delivered_in_app(conn: Connection) -> None:
     apply(conn, {"organisations": [organisation(org)]})
     payload = {"tier": "gold", "tier_level": 3, "award_period_id": str(uuid.uuid4()),
                "award_period_name": "2026", "assigned_at": NOW.isoformat()}  # fmt: skip
-    refs = write_notifications(
-        conn, [(TIER_PROMOTED, f"tier:{mentor}", org, mentor, payload)], now=NOW
+    refs = write_outbox(
+        conn, [Notification(TIER_PROMOTED, f"tier:{mentor}", org, mentor, payload)], now=NOW
     )
     in_app = next(r.id for r in refs if r.channel is Channel.IN_APP)
 
@@ -211,7 +206,7 @@ def test_an_unknown_kind_in_a_batch_is_dead_without_failing_the_others(conn: Con
     apply(conn, {"organisations": [organisation(org)]})
     (strange,) = [
         r.id
-        for r in write_notifications(conn, [("mystery", "m:1", org, mentor, {})], now=NOW)
+        for r in write_outbox(conn, [Notification("mystery", "m:1", org, mentor, {})], now=NOW)
         if r.channel is Channel.IN_APP
     ]
 
@@ -241,14 +236,14 @@ def test_skip_push_batch_skips_open_rows_in_one_go(conn: Connection) -> None:
 
 
 def test_same_in_app_row_delivered_concurrently_inserts_one_notification(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         in_app = award(c)[Channel.IN_APP]
     barrier = threading.Barrier(4)
     outcomes: list[Delivery] = []
 
     def deliver() -> None:
         barrier.wait()
-        with unit_of_work(clean_db) as c:
+        with clean_db.begin() as c:
             outcomes.append(deliver_in_app(c, in_app, now=SystemClock().now(), tz=OSLO))
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]
@@ -274,7 +269,7 @@ def push(
 
 
 def test_push_failures_are_counted_then_sent(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         push_id = award(c)[Channel.PUSH]
     sender = ScriptedSender(SERVER_ERROR, SERVER_ERROR)
 
@@ -293,7 +288,7 @@ def test_push_failures_are_counted_then_sent(clean_db: Engine) -> None:
 
 
 def test_push_is_dead_after_the_last_attempt(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         push_id = award(c)[Channel.PUSH]
     sender = ScriptedSender(*[SERVER_ERROR] * 5)
     outcomes = [push(clean_db, push_id, sender, max_attempts=2) for _ in range(3)]
@@ -304,7 +299,7 @@ def test_push_is_dead_after_the_last_attempt(clean_db: Engine) -> None:
 
 
 def test_permanent_push_error_is_dead_at_once(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         push_id = award(c)[Channel.PUSH]
     assert push(clean_db, push_id, ScriptedSender(BAD_REQUEST), max_attempts=5) is Delivery.DEAD
     dead = outbox_row(clean_db, push_id)
@@ -312,7 +307,7 @@ def test_permanent_push_error_is_dead_at_once(clean_db: Engine) -> None:
 
 
 def test_badge_revoked_before_delivery_is_not_pushed(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         ids = award(c)
         earned = c.execute(select(earned_badges.c.id)).scalar_one()
         found = get_earned_by_id(c, earned)
@@ -326,7 +321,7 @@ def test_badge_revoked_before_delivery_is_not_pushed(clean_db: Engine) -> None:
 
 
 def test_concurrent_push_of_one_row_sends_once(clean_db: Engine) -> None:
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         push_id = award(c)[Channel.PUSH]
     inside = threading.Event()
     release = threading.Event()
@@ -435,7 +430,7 @@ def test_relay_skips_final_rows_and_picks_overdue_retries(conn: Connection) -> N
 
 def test_two_relays_claim_disjoint_rows(clean_db: Engine) -> None:
     mine: set[uuid.UUID] = set()
-    with unit_of_work(clean_db) as c:
+    with clean_db.begin() as c:
         for _ in range(3):
             mine |= set(award(c).values())
     later = SystemClock().now() + timedelta(minutes=5)
@@ -456,16 +451,16 @@ def test_relay_works_on_sqlite(tmp_path: Path) -> None:
     try:
         upgrade(engine)
         org, mentor = uuid.uuid4(), uuid.uuid4()
-        with unit_of_work(engine) as c:
-            refs = write_notifications(
-                c, [("badge_earned", "k:1", org, mentor, {"name": "x"})], now=NOW
+        with engine.begin() as c:
+            refs = write_outbox(
+                c, [Notification("badge_earned", "k:1", org, mentor, {"name": "x"})], now=NOW
             )
-        with unit_of_work(engine) as c:
+        with engine.begin() as c:
             claimed = _relay(c, NOW + timedelta(minutes=2))
             counts = outbox_counts(c)
         assert sorted(claimed) == sorted(refs)
         assert counts["push"]["pending"] == 1
-        with unit_of_work(engine) as c:
+        with engine.begin() as c:
             assert _relay(c, NOW + timedelta(minutes=2)) == []
             count = c.execute(select(func.count()).select_from(notification_outbox)).scalar_one()
         assert count == 2

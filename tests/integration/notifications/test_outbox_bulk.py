@@ -1,4 +1,4 @@
-"""``write_award_notifications_bulk`` writes exactly the rows of ``write_award_notifications``."""
+"""The outbox writer's set-based PostgreSQL path writes exactly the rows of its row-by-row path."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ from schema.tables import notification_outbox
 from tests.helpers import badge, threshold
 from tests.integration.conftest import apply, organisation
 from worker.badges.awards import get_definition_by_code, insert_awards
-from worker.notifications.outbox import (
-    OutboxRef,
-    write_award_notifications,
-    write_award_notifications_bulk,
-)
+from worker.notifications import outbox
+from worker.notifications.types import OutboxRef
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -45,12 +42,13 @@ def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool) -
     assert len(awards) == 12
 
     written = []
-    for write in (write_award_notifications, write_award_notifications_bulk):
+    notifications = [outbox.badge_earned(e) for e in awards]
+    for write in (outbox._write_rows, outbox._write_postgres):
         savepoint = conn.begin_nested()
-        refs = write(conn, awards, now=NOW, backfill=backfill)
+        refs = write(conn, notifications, now=NOW, backfill=backfill)
         written.append(outbox_rows(conn, refs))
         # Writing the same awards again adds nothing and dispatches nothing.
-        assert write(conn, awards, now=NOW, backfill=backfill) == []
+        assert write(conn, notifications, now=NOW, backfill=backfill) == []
         savepoint.rollback()
 
     (old_rows, old_refs), (new_rows, new_refs) = written
@@ -59,4 +57,4 @@ def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool) -
     assert new_refs == old_refs
     assert len(new_refs) == (12 if backfill else 24)
     assert all(channel == ref_channel for _, channel, ref_channel in new_refs)
-    assert write_award_notifications_bulk(conn, [], now=NOW, backfill=backfill) == []
+    assert outbox.write_outbox(conn, [], now=NOW, backfill=backfill) == []

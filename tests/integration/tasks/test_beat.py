@@ -188,7 +188,7 @@ def test_a_run_while_another_holds_the_job_lock_is_skipped(
     engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from worker.cli import main
-    from worker.db.engine import try_lock_job
+    from worker.db.locks import try_lock_job
     from worker.ingestion.reconcile import JOB_NAME as RECONCILE_JOB
     from worker.tasks.periodic import reconcile_task, reevaluate_tiers_task
     from worker.tiers.reevaluation import JOB_NAME as TIERS_JOB

@@ -633,16 +633,16 @@ def test_cli_tiers_evaluate_runs_now_and_dispatches_after_commit(
     from worker.cli import main
     from worker.core.clock import SystemClock, local_today
     from worker.core.settings import get_settings
-    from worker.tasks import periodic
+    from worker.notifications import dispatch
 
     dispatched: list[Any] = []
 
-    def capture(refs: Any) -> None:
+    def capture(refs: Any, **_: Any) -> None:
         # Called after the commit: the promotion is already visible to others.
         with clean_db.connect() as other:
             dispatched.append((list(refs), assigned_tiers(other, period_id(org))))
 
-    monkeypatch.setattr(periodic, "dispatch_outbox", capture)
+    monkeypatch.setattr(dispatch, "dispatch_outbox", capture)
     org, mentor = uuid.uuid4(), uuid.uuid4()
     today = local_today(SystemClock(), get_settings().tz)
     with clean_db.begin() as c:

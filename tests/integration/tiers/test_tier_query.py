@@ -4,8 +4,8 @@ The query reads weekly totals for the weeks wholly inside a period and daily
 rows only for the partial weeks at its edges; these tests compare it on random
 data with :func:`worker.model.tier_rules.window_stats` (the definition of "inside
 the period"), for periods that start and end on every weekday, and check that
-the set-based outbox rows equal those :func:`worker.notifications.outbox.write_notifications`
-writes for the same promotions and awards.
+the outbox rows a run writes equal those the outbox's row-by-row path writes
+for the same promotions and awards.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from worker.core.clock import FixedClock
 from worker.model.streaks import Period, period_start
 from worker.model.tier_rules import DailyCount, type_filters, window_stats
 from worker.model.tiers import RecognitionTier, TierAwardPeriod, highest_eligible_tier
-from worker.notifications.outbox import write_award_notifications, write_notifications
+from worker.notifications import outbox
 from worker.tiers.query import MASK_WEEKS, highest_tiers, week_span
 from worker.tiers.reevaluation import promotion_notification, reevaluate_tiers
 
@@ -363,8 +363,9 @@ def test_set_based_outbox_rows_equal_the_per_row_writer(any_conn: Connection) ->
     any_conn.execute(
         delete(notification_outbox).where(notification_outbox.c.organisation_id == org)
     )
-    write_notifications(any_conn, map(promotion_notification, run.promotions), now=JUNE)
-    write_award_notifications(any_conn, run.awarded, now=JUNE)
+    per_row_items = [promotion_notification(p) for p in run.promotions]
+    per_row_items += [outbox.badge_earned(e) for e in run.awarded]
+    outbox._write_rows(any_conn, per_row_items, now=JUNE, backfill=False)
     per_row = {k: _outbox(any_conn, org, k) for k in ("tier_promoted", "badge_earned")}
     assert set_based == per_row
 

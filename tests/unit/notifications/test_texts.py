@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.notifications.outbox import BADGE_EARNED, TIER_PROMOTED
 from worker.notifications.texts import (
     RenderedMessage,
     UnknownKind,
@@ -16,6 +15,7 @@ from worker.notifications.texts import (
     render,
     spoken_date,
 )
+from worker.notifications.types import BADGE_EARNED, TIER_PROMOTED
 
 OSLO = ZoneInfo("Europe/Oslo")
 BADGE = {

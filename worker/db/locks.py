@@ -1,0 +1,54 @@
+"""Advisory locks: per mentor (ingestion, evaluation) and per periodic job.
+
+All are transaction-scoped (``pg_advisory_xact_lock``), so they end with the
+unit of work and survive a transaction-mode connection pooler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from uuid import UUID
+
+from sqlalchemy import Connection, text
+
+from worker.db.engine import is_postgres
+
+
+def lock_key(name: str | UUID) -> int:
+    """A stable signed 64-bit advisory-lock key for a mentor id or a job name."""
+    digest = hashlib.blake2b(str(name).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_mentors(conn: Connection, mentor_ids: Iterable[UUID]) -> None:
+    """Serialise work per mentor until the transaction ends.
+
+    Keys are taken in sorted order so two units of work touching overlapping
+    mentors can never deadlock.  On SQLite the whole database is already
+    write-locked by ``BEGIN IMMEDIATE``.
+    """
+    if not is_postgres(conn):
+        return
+    keys = sorted({lock_key(m) for m in mentor_ids})
+    if not keys:
+        return
+    # One round trip for all keys.  With ORDER BY, PostgreSQL evaluates the
+    # volatile lock function after sorting, so keys are taken in this order.
+    conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"
+        ),
+        {"keys": keys},
+    )
+
+
+def try_lock_job(conn: Connection, job_name: str) -> bool:
+    """Take a transaction-scoped lock for a periodic job; False if another run holds it."""
+    if not is_postgres(conn):
+        return True
+    return bool(
+        conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(f"job:{job_name}")}
+        ).scalar()
+    )
