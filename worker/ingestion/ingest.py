@@ -15,7 +15,6 @@ constant number of statements per batch rather than per event:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from worker.db.locks import lock_mentors
 from worker.db.sql import insert_for
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import ActivityDeleted, ActivitySaved, InvalidEvent, parse_event
-from worker.model.ledger import LedgerRow, StatsDelta, resolve, row_from_event
+from worker.model.ledger import LedgerRow, resolve_batch, row_from_event
 from worker.notifications.outbox import notify_awards
 from worker.notifications.types import OutboxRef
 from worker.stats.counts import apply_delta
@@ -87,47 +86,27 @@ def ingest_events(
     result.duplicates = len(valid) - len(fresh)
 
     stored = _load_ledger(conn, {e.activity.id for e in fresh})
-    by_activity: dict[UUID, list[LedgerRow]] = defaultdict(list)
-    for event in fresh:
-        by_activity[event.activity.id].append(row_from_event(event))
-    delta = StatsDelta.empty()
-    changes: list[LedgerRow] = []
-    for activity_id, rows in by_activity.items():
-        before = stored.get(activity_id)
-        after = resolve(before, rows)
-        # Every event except the winner is stale (superseded inside the batch or by the ledger).
-        result.stale += len(rows) - (1 if after is not None else 0)
-        if after is None:
-            continue
-        if before is not None and (before.organisation_id, before.peer_mentor_id) != (
-            after.organisation_id,
-            after.peer_mentor_id,
-        ):
-            # An activity never changes organisation or mentor (DESIGN §3).
-            result.stale += 1
-            quarantine(
-                conn,
-                [
-                    (
-                        f"activity {activity_id}",
-                        None,
-                        "activity may not change organisation or mentor",
-                    )
-                ],
-                now=now,
-            )
-            result.quarantined += 1
-            continue
-        changes.append(after)
-        delta.change(before, after)
+    resolution = resolve_batch(stored, (row_from_event(e) for e in fresh))
+    result.stale = resolution.stale
+    if resolution.moved:
+        result.quarantined += quarantine(
+            conn,
+            (
+                (f"activity {a}", None, "activity may not change organisation or mentor")
+                for a in resolution.moved
+            ),
+            now=now,
+        )
+    changes, delta = resolution.changes, resolution.delta
     result.applied = len(changes)
     _write_ledger(conn, changes, now)
-    mentor_orgs = {row.peer_mentor_id: row.organisation_id for row in changes}
-    decreased = delta.has_decrease
     apply_delta(conn, delta, now)
 
+    decreased = delta.decreased_mentors
     counted = delta.mentors | decreased
-    changed_mentors = {m: o for m, o in mentor_orgs.items() if m in counted}
+    changed_mentors = {
+        row.peer_mentor_id: row.organisation_id for row in changes if row.peer_mentor_id in counted
+    }
     evaluation = evaluate_mentors(
         conn,
         changed_mentors,

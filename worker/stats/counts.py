@@ -40,6 +40,7 @@ _BATCH = 1000
 def _add_counts(
     conn: Connection, table: Table, key_columns: tuple[str, ...], deltas: Counter[Any]
 ) -> None:
+    deltas = Counter({key: n for key, n in deltas.items() if n})
     if not deltas:
         return
     rows = [
@@ -71,8 +72,10 @@ def _add_counts(
 
 
 def apply_delta(conn: Connection, delta: StatsDelta, now: datetime) -> None:
-    """Apply signed deltas to all aggregate tables and mark the mentors changed."""
-    delta.prune()
+    """Apply signed deltas to all aggregate tables and mark the mentors changed.
+
+    Zero entries are skipped (see :meth:`StatsDelta.pruned`); ``delta`` is not changed.
+    """
     _add_counts(conn, mentor_activity_counts, ("peer_mentor_id", "activity_type"), delta.lifetime)
     _add_counts(
         conn,
@@ -87,7 +90,10 @@ def apply_delta(conn: Connection, delta: StatsDelta, now: datetime) -> None:
         delta.periods,
     )
     _add_counts(conn, completed_courses, ("peer_mentor_id", "course_id"), delta.courses)
-    touched = sorted({(k[0], k[1]) for k in delta.lifetime} | {(k[0], k[1]) for k in delta.courses})
+    touched = sorted(
+        {(k[0], k[1]) for k, n in delta.lifetime.items() if n}
+        | {(k[0], k[1]) for k, n in delta.courses.items() if n}
+    )
     mark_mentors_changed(conn, touched, now)
 
 
