@@ -6,22 +6,15 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 
 import jwt
 import pytest
 from sqlalchemy import Engine
 
 from api.auth import issue_token
-from tests.integration.api_harness import NOW, SECRET, Api, bearer, running_api
+from tests.integration.api.harness import NOW, SECRET, Api, bearer, running_api
 
 LIST = "/api/v1/earned-badges"
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def _assert_401(api: Api, headers: dict[str, str]) -> dict[str, object]:

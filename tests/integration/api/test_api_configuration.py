@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from schema.tables import badge_definitions, recognition_tiers
 from tests.helpers import badge, streak, threshold
-from tests.integration.api_harness import Api, Org, problem_paths, running_api
+from tests.integration.api.harness import Api, Org, problem_paths
 from worker.model.criteria import RAW_WARNING
 
 DEFS = "/api/v1/badge-definitions"
 TIERS = "/api/v1/tiers"
 PERIODS = "/api/v1/award-periods"
 RAW = {"type": "raw", "version": 1, "raw": {"rule": "helped at the summer camp"}}
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def _codes(api: Api, org: Org) -> list[str]:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import ColumnElement, Engine, Table, func, select
 
 from schema.tables import badge_audit, earned_badges, notification_outbox
 from tests.helpers import saved_event
-from tests.integration.api_harness import NOW, Api, problem_paths, running_api
+from tests.integration.api.harness import NOW, Api, problem_paths
 from worker.core.clock import FixedClock
 from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications import dispatch
 
 LIST = "/api/v1/earned-badges"
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def _count(engine: Engine, table: Table, *where: ColumnElement[bool]) -> int:

@@ -28,8 +28,8 @@ from api.app import create_app
 from api.auth import issue_token
 from schema.tables import notifications
 from tests.helpers import badge, threshold
-from tests.integration.api_harness import NOW, SECRET, Org, bearer
-from tests.integration.conftest import apply, organisation
+from tests.integration.api.harness import NOW, SECRET, Org, bearer
+from tests.integration.harness import apply, organisation
 from worker.badges.awards import award_badge, get_definition_by_code
 from worker.core.clock import FixedClock
 from worker.db.unit_of_work import unit_of_work

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
 
-from tests.integration.api_harness import NOW, Api, problem_paths, running_api
+from tests.integration.api.harness import NOW, Api, problem_paths
 
 LIST = "/api/v1/notifications"
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def test_a_mentor_lists_their_own_notifications_newest_first(api: Api) -> None:

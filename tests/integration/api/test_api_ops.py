@@ -5,23 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import create_engine
 
 from api.app import create_app
-from tests.integration.api_harness import SECRET, Api, running_api
+from tests.integration.api.harness import SECRET, Api
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def test_health_reports_database_and_broker_with_timings(api: Api) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import Engine
 
 from tests.helpers import badge, saved_event, threshold, weeks
-from tests.integration.api_harness import NOW, Api, Org, problem_paths, running_api
-from tests.integration.conftest import apply
+from tests.integration.api.harness import NOW, Api, Org, problem_paths, running_api
+from tests.integration.harness import apply
 from worker.core.clock import FixedClock
 from worker.core.settings import get_settings
 from worker.db.unit_of_work import unit_of_work
@@ -20,12 +19,6 @@ from worker.tiers.reevaluation import reevaluate_tiers
 from worker.tiers.summary import year_summary
 
 TIER = {"min_streak": 1, "activity_types": []}
-
-
-@pytest.fixture
-def api(clean_db: Engine) -> Iterator[Api]:
-    with running_api(clean_db) as harness:
-        yield harness
 
 
 def _url(mentor: uuid.UUID) -> str:

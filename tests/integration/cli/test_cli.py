@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from schema.tables import badge_audit, earned_badges, processed_events
 from tests.helpers import badge, saved_event, threshold, wait_for
-from tests.integration.conftest import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation
 from worker.cli import main
 
 
@@ -40,7 +40,8 @@ def test_publish_reports_bad_lines_and_publishes_the_good_ones(
 
     def earned() -> list[dict[str, str]]:
         main(["earned", "--mentor", str(mentor), "--json"])
-        return json.loads(capsys.readouterr().out)
+        listed: list[dict[str, str]] = json.loads(capsys.readouterr().out)
+        return listed
 
     rows = wait_for(earned, until=bool, what="the badge to be earned")
     assert len(rows) == 1

@@ -21,7 +21,7 @@ from schema.tables import (
     period_activity_counts,
 )
 from tests.helpers import badge, saved_event, streak, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.cli import main
 from worker.core.clock import FixedClock, SystemClock
 from worker.db.unit_of_work import unit_of_work

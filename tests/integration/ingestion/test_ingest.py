@@ -19,7 +19,7 @@ from schema.tables import (
     period_activity_counts,
 )
 from tests.helpers import BASE_TIME, badge, deleted_event, saved_event, streak, threshold, weeks
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.badges.awards import (
     MAX_PAGE_SIZE,
     InvalidCursor,

@@ -18,7 +18,7 @@ from schema.tables import (
     period_activity_counts,
 )
 from tests.helpers import badge, deleted_event, saved_event, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from tests.tier_helpers import ingest
 from worker.cli import main
 from worker.configuration.apply import apply_configuration
@@ -192,7 +192,7 @@ def test_run_reconcile_retries_when_an_ingest_commits_underneath(clean_db: Engin
             .values(activity_count=5)
         )  # drift
 
-    injected = []
+    injected: list[bool] = []
 
     def concurrent_ingest(table: str, drifted: int) -> None:
         # After the first table, while reconcile's snapshot is open, an ingest

@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import Engine, select
 
 from schema.tables import notification_outbox
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.app import app
 from worker.notifications.dispatch import DISPATCH_BATCH, dispatch_outbox
 from worker.notifications.outbox import Notification, write_outbox

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from schema.tables import earned_badges, notification_outbox, notifications
 from tests import services
 from tests.helpers import badge, saved_event, threshold, wait_for
-from tests.integration.conftest import ROOT, WorkerProcess, apply, organisation
+from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
 from worker.core.clock import SystemClock
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications.delivery import NO_GATEWAY_REASON

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from schema.migrate import upgrade
 from schema.tables import earned_badges, notification_outbox, notifications
 from tests.helpers import badge, saved_event, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.badges.awards import get_earned_by_id, revoke
 from worker.core.clock import SystemClock
 from worker.db.engine import make_engine

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from schema.tables import notification_outbox
 from tests.helpers import badge, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.badges.awards import get_definition_by_code, insert_awards
 from worker.notifications import outbox
 from worker.notifications.types import OutboxRef

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 
 from schema.tables import mentor_activity_counts, processed_events, quarantined_events
 from tests.helpers import saved_event, wait_for
-from tests.integration.conftest import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation
 from worker.app import app
 from worker.core.clock import FixedClock
 from worker.ingestion.ingest import IncomingEvent, ingest_events

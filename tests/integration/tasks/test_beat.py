@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +14,7 @@ from sqlalchemy import Engine, select, update
 import celeryconfig
 from schema.tables import mentor_activity_counts, tier_assignments, tier_evaluation_runs
 from tests.helpers import saved_event, wait_for
-from tests.integration.conftest import ROOT, WorkerProcess, apply, organisation
+from tests.integration.harness import BeatProcess, WorkerProcess, apply, organisation
 from tests.tier_helpers import award_period, ingest, period_id, promotion_keys, tier
 from worker.core.clock import SystemClock, local_today
 from worker.core.settings import Settings, get_settings
@@ -117,31 +114,6 @@ def test_reconcile_task_runs_in_a_real_worker(clean_db: Engine, worker: WorkerPr
 
     app.send_task("badges.reconcile")
     assert wait_for(stored, until=lambda n: n == 1, what="reconcile to repair the count") == 1
-
-
-class BeatProcess:
-    """A real ``celery beat`` subprocess with its own schedule file."""
-
-    def __init__(self, folder: Path, name: str, env: dict[str, str]) -> None:
-        self.log_path = folder / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        command = [
-            sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
-            "--schedule", str(folder / f"{name}-schedule"), "--pidfile", str(folder / f"{name}.pid"),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 @pytest.fixture

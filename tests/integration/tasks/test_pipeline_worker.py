@@ -19,7 +19,7 @@ from schema.tables import (
     quarantined_events,
 )
 from tests.helpers import BASE_TIME, badge, saved_event, streak, threshold, wait_for
-from tests.integration.conftest import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation
 from worker.app import app
 from worker.tasks.publishing import publish
 

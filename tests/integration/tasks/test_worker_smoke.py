@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select
 
 from schema.tables import processed_events, quarantined_events
 from tests.helpers import saved_event, wait_for
-from tests.integration.conftest import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation
 from worker.tasks.publishing import publish
 
 

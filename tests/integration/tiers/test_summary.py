@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 from tests.helpers import badge, deleted_event, saved_event, streak, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from tests.tier_helpers import award_period, ingest, period_id, tier
 from worker.badges.awards import award_badge, get_definition_by_code
 from worker.cli import main

@@ -21,7 +21,7 @@ from schema.tables import (
     tier_evaluation_runs,
 )
 from tests.helpers import badge, saved_event
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from tests.tier_helpers import (
     MONDAY,
     activity_events,

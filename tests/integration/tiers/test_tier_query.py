@@ -29,7 +29,7 @@ from schema.tables import (
     tier_assignments,
 )
 from tests.helpers import badge
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from tests.tier_helpers import activity_events, award_period, ingest, period_id, tier
 from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration

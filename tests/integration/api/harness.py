@@ -16,7 +16,7 @@ from api.app import create_app
 from api.auth import issue_token
 from schema.tables import notifications
 from tests.helpers import badge, threshold
-from tests.integration.conftest import apply, organisation
+from tests.integration.harness import apply, organisation
 from worker.badges.awards import EarnedBadge, award_badge
 from worker.core.clock import FixedClock
 from worker.db.unit_of_work import unit_of_work

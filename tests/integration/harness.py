@@ -1,0 +1,130 @@
+"""What integration tests share besides fixtures: configuration helpers and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from worker.configuration.apply import apply_configuration
+from worker.configuration.schema import validate_configuration
+from worker.core.clock import SystemClock
+from worker.db.unit_of_work import unit_of_work
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def apply(engine_or_conn: Engine | Connection, config: dict[str, Any]) -> None:
+    parsed = validate_configuration(config)
+    if isinstance(engine_or_conn, Connection):
+        apply_configuration(engine_or_conn, parsed, SystemClock())
+        return
+    with unit_of_work(engine_or_conn) as c:
+        apply_configuration(c, parsed, SystemClock())
+
+
+def organisation(org: uuid.UUID, **extra: Any) -> dict[str, Any]:
+    return {"id": str(org), "name": f"Org {str(org)[:8]}", **extra}
+
+
+class CeleryProcess:
+    """A real ``celery`` subprocess in its own process group, its output in a log file."""
+
+    def __init__(self, arguments: list[str], *, log_path: Path, env: dict[str, str] | None) -> None:
+        self.log_path = log_path
+        self._log = self.log_path.open("wb")
+        # Its own process group, so kill() takes the pool processes down with it.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", *arguments],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM (a warm shutdown), SIGKILL after 30 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
+
+class WorkerProcess(CeleryProcess):
+    """A real ``celery worker`` on the run's Redis and PostgreSQL, started and ready."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        queues: str = "activity_events,notifications,maintenance",
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}"
+        super().__init__(
+            [
+                "worker",
+                "-Q",
+                queues,
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"{self.name}@%h",
+            ],
+            log_path=Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log",
+            env=env,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        from tests.helpers import wait_for
+
+        wait_for(
+            lambda: self.process.poll() is not None or b"ready." in self.log_path.read_bytes(),
+            until=bool,
+            timeout=60,
+            what=f"worker {self.name} to start",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{self.log()}")
+
+
+class BeatProcess(CeleryProcess):
+    """A real ``celery beat`` with its own schedule file in ``folder``."""
+
+    def __init__(self, folder: Path, name: str, env: dict[str, str]) -> None:
+        super().__init__(
+            [
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(folder / f"{name}-schedule"),
+                "--pidfile",
+                str(folder / f"{name}.pid"),
+            ],
+            log_path=folder / f"{name}.log",
+            env=env,
+        )
