@@ -2,7 +2,7 @@
 
 Events go through ``worker.tasks.publishing.publish``: ``send_task``
 ``badges.ingest_activity`` on ``activity_events`` with ``kwargs={"event": …}``,
-exactly as producers do (DESIGN §3).
+exactly as producers do (README, *The event contract*).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def configuration(*, with_badges: bool = True, org: uuid.UUID = ORG) -> dict[str
 def saved_event(
     *, mentor: uuid.UUID, day: date, activity_type: str, org: uuid.UUID = ORG
 ) -> dict[str, Any]:
-    """One ``activity.saved`` event per the contract (DESIGN §3), for a new activity."""
+    """One ``activity.saved`` event per the event contract (README, *The event contract*), for a new activity."""
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": "activity.saved",

@@ -1,6 +1,6 @@
 """Table metadata (SQLAlchemy Core), portable between PostgreSQL and SQLite.
 
-Tables of DESIGN §7 (``earned_badges``, ``notifications``, ``tier_assignments``,
+The contract tables (``earned_badges``, ``notifications``, ``tier_assignments``,
 ``badge_definitions``) are read by other systems and keep their column names.
 All other tables are internal to the worker.
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, and_, or_, select
 
 from schema.tables import badge_audit, badge_definitions, earned_badges
+from worker.core.models import batches
 from worker.db.sql import insert_for
 from worker.model.criteria import Criteria, parse_criteria
 
@@ -223,18 +224,14 @@ def get_earned_by_id(conn: Connection, earned_id: UUID) -> EarnedBadge | None:
     return EarnedBadge.model_validate(row._mapping) if row else None
 
 
-def has_earned(conn: Connection, definition_id: UUID, mentor_id: UUID) -> bool:
-    return get_earned(conn, definition_id, mentor_id) is not None
-
-
 def earned_definition_ids(conn: Connection, mentor_ids: Collection[UUID]) -> set[tuple[UUID, UUID]]:
     """(definition id, mentor id) for every badge the mentors hold."""
     ids = sorted(set(mentor_ids))
     result: set[tuple[UUID, UUID]] = set()
-    for start in range(0, len(ids), 1000):
+    for batch in batches(ids):
         rows = conn.execute(
             select(earned_badges.c.badge_definition_id, earned_badges.c.peer_mentor_id).where(
-                earned_badges.c.peer_mentor_id.in_(ids[start : start + 1000])
+                earned_badges.c.peer_mentor_id.in_(batch)
             )
         )
         result |= {(r.badge_definition_id, r.peer_mentor_id) for r in rows}

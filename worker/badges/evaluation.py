@@ -16,8 +16,6 @@ from worker.badges.awards import (
     EarnedBadge,
     earned_definition_ids,
     enabled_definitions,
-    get_definition,
-    get_earned,
     insert_awards,
     revocable_earned,
     revoke,
@@ -114,23 +112,3 @@ def _revoke_unmet(
         ):
             revoked.append(earned)
     return revoked
-
-
-def revoke_if_criteria_no_longer_met(
-    conn: Connection, definition_id: UUID, mentor_id: UUID, *, now: datetime
-) -> bool:
-    """Revoke one award if its definition is revocable and no longer met.
-
-    The evaluation path's entry point for a single pair; returns True when a
-    revocation (with its audit row) was written.
-    """
-    definition = get_definition(conn, definition_id)
-    if not definition.revocable or not definition.enabled or contains_raw(definition.criteria):
-        return False
-    earned = get_earned(conn, definition_id, mentor_id)
-    if earned is None:
-        return False
-    snapshot = load_snapshots(conn, [mentor_id], streak_keys(definition.criteria))[mentor_id]
-    if evaluate(definition.criteria, snapshot):
-        return False
-    return revoke(conn, earned, reason=REVOKE_REASON, actor=EVALUATION_ACTOR, now=now)

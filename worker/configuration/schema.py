@@ -18,6 +18,7 @@ from uuid import UUID, uuid5
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from worker.core.models import FrozenModel
 from worker.core.validation import describe_validation_error
 from worker.model.criteria import RAW_WARNING, Criteria, contains_raw
 from worker.model.events import ActivityType
@@ -36,17 +37,13 @@ class ConfigurationError(ValueError):
         self.problems = problems
 
 
-class _Item(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class OrganisationConfig(_Item):
+class OrganisationConfig(FrozenModel):
     id: UUID
     name: str = Field(min_length=1, max_length=200)
     language: Literal["nb", "en"] = "nb"
 
 
-class BadgeDefinitionConfig(_Item):
+class BadgeDefinitionConfig(FrozenModel):
     organisation_id: UUID
     code: BadgeCode
     name: str = Field(min_length=1, max_length=200)
@@ -60,7 +57,7 @@ class BadgeDefinitionConfig(_Item):
         return uuid5(ID_NAMESPACE, f"badge:{self.organisation_id}:{self.code}")
 
 
-class TierConfig(_Item):
+class TierConfig(FrozenModel):
     organisation_id: UUID
     level: TierLevel
     min_assignments: int = Field(ge=0, le=1_000_000)
@@ -86,7 +83,7 @@ class TierConfig(_Item):
         return RecognitionTier(**self.model_dump())
 
 
-class AwardPeriodConfig(_Item):
+class AwardPeriodConfig(FrozenModel):
     organisation_id: UUID
     name: str = Field(min_length=1, max_length=200)
     start_date: date
@@ -139,7 +136,7 @@ class Configuration(BaseModel):
         return ids
 
 
-_SECTIONS: dict[str, type[_Item]] = {
+_SECTIONS: dict[str, type[FrozenModel]] = {
     "organisations": OrganisationConfig,
     "badges": BadgeDefinitionConfig,
     "tiers": TierConfig,

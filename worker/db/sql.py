@@ -7,14 +7,11 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    String,
     Table,
     any_,
     bindparam,
-    cast,
     func,
     literal,
-    literal_column,
     or_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -83,33 +80,3 @@ def new_uuid(conn: Connection) -> ColumnElement[Any]:
         + func.substr(hexes[2], 2)
         + hexes[3]
     )
-
-
-def uuid_text(conn: Connection, column: Any) -> ColumnElement[str]:
-    """``str(uuid)`` in SQL: lower-case with hyphens (SQLite stores 32 hex digits)."""
-    if is_postgres(conn):
-        return cast(column, String)
-    hexes = func.lower(column)
-    parts = [func.substr(hexes, start, length) for start, length in _UUID_GROUPS]
-    text: ColumnElement[str] = parts[0]
-    for part in parts[1:]:
-        text = text + literal("-") + part
-    return text
-
-
-def json_object(conn: Connection, pairs: Sequence[tuple[str, Any]]) -> ColumnElement[Any]:
-    """A JSON object built by the database from (key, SQL value) pairs."""
-    build = func.jsonb_build_object if is_postgres(conn) else func.json_object
-    # Keys are identifiers from this module, inlined; values are SQL expressions.
-    arguments: list[Any] = []
-    for key, value in pairs:
-        arguments += [literal_column(f"'{key}'"), value]
-    return build(*arguments)
-
-
-def text_value(value: str) -> ColumnElement[str]:
-    """A string parameter with a declared type (``jsonb_build_object`` needs one)."""
-    return cast(literal(value), String)
-
-
-_UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))

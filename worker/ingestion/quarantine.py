@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from schema.tables import quarantined_events
 
@@ -46,7 +46,3 @@ def quarantine(
     if rows:
         conn.execute(quarantined_events.insert(), rows)
     return len(rows)
-
-
-def quarantined_count(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(quarantined_events)).scalar_one())

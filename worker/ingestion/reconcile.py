@@ -52,6 +52,7 @@ from schema.tables import (
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock
+from worker.core.models import batches
 from worker.db.engine import is_postgres
 from worker.db.locks import try_lock_job
 from worker.db.unit_of_work import unit_of_work
@@ -62,8 +63,6 @@ from worker.stats.counts import ledger_aggregates, mark_mentors_changed
 log = logging.getLogger(__name__)
 
 JOB_NAME = "reconcile"
-#: Keyed repairs and follow-up evaluation go this many rows/mentors at a time.
-BATCH = 1000
 #: Whole-reconcile retries after a serialization failure (PostgreSQL).
 MAX_ATTEMPTS = 5
 #: SQLSTATEs that mean "a concurrent writer got there first": retry.
@@ -149,8 +148,8 @@ def reconcile(
     report.mentors = set(changed)
     if repair and changed:
         ordered = sorted(changed.items(), key=lambda item: str(item[0]))
-        for start in range(0, len(ordered), BATCH):
-            batch = dict(ordered[start : start + BATCH])
+        for chunk in batches(ordered):
+            batch = dict(chunk)
             mark_mentors_changed(conn, ((org, m) for m, org in batch.items()), now)
             evaluation = evaluate_mentors(conn, batch, now=now)
             report.awarded += evaluation.awarded
@@ -248,8 +247,7 @@ def _repair(conn: Connection, aggregate: _Aggregate, rows: Sequence[Any]) -> Non
     if aggregate.count_column is None:
         return  # missing members are inserted by mark_mentors_changed
     key_columns = tuple_(*(table.c[k] for k in aggregate.keys))
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
+    for batch in batches(rows):
         conn.execute(
             table.delete().where(
                 key_columns.in_([tuple(r._mapping[k] for k in aggregate.keys) for r in batch])

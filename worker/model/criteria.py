@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from worker.model.events import ACTIVITY_TYPE_PATTERN
+from worker.core.models import FrozenModel
+from worker.model.events import ActivityType, CourseId
 from worker.model.streaks import Period
 from worker.model.tiers import TierLevel
 
@@ -26,12 +27,8 @@ RAW_WARNING = (
     "award this badge with a manual award"
 )
 
-ActivityType = Annotated[str, Field(pattern=ACTIVITY_TYPE_PATTERN)]
-CourseId = Annotated[str, Field(min_length=1, max_length=128)]
 
-
-class _Criterion(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Criterion(FrozenModel):
     version: Literal[1]
 
 

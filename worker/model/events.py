@@ -1,4 +1,4 @@
-"""The activity event contract (DESIGN §3) as pydantic models.
+"""The activity event contract as pydantic models.
 
 Producers publish a Celery task ``badges.ingest_activity`` on queue
 ``activity_events`` with keyword argument ``event``.  :func:`parse_event`
@@ -15,14 +15,13 @@ from uuid import UUID
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 
+from worker.core.models import FrozenModel
 from worker.core.validation import describe_validation_error
 
 TASK_NAME = "badges.ingest_activity"
@@ -35,11 +34,7 @@ ActivityType = Annotated[str, Field(pattern=ACTIVITY_TYPE_PATTERN)]
 CourseId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ActivityRef(_Strict):
+class ActivityRef(FrozenModel):
     """Identifies an activity; enough for a delete."""
 
     id: UUID
@@ -69,7 +64,7 @@ class Activity(ActivityRef):
         return self
 
 
-class _Event(_Strict):
+class _Event(FrozenModel):
     event_id: UUID
     schema_version: Literal[1]
     occurred_at: AwareDatetime

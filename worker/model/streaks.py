@@ -24,14 +24,6 @@ def period_start(day: date, period: Period) -> date:
     return day.replace(day=1)
 
 
-def next_period_start(start: date, period: Period) -> date:
-    if period is Period.WEEK:
-        return start + timedelta(days=7)
-    if start.month == 12:
-        return date(start.year + 1, 1, 1)
-    return date(start.year, start.month + 1, 1)
-
-
 def _period_index(start: date, period: Period) -> int:
     """A number that grows by exactly one from one period to the next."""
     if period is Period.WEEK:
@@ -53,8 +45,3 @@ def longest_streak(active_period_starts: Iterable[date], period: Period) -> int:
         best = max(best, run)
         previous = index
     return best
-
-
-def longest_streak_of_dates(active_dates: Iterable[date], period: Period) -> int:
-    """Longest streak over raw activity dates (convenience for tests and summaries)."""
-    return longest_streak(active_dates, period)

@@ -1,4 +1,4 @@
-"""Recognition tiers and award periods: the product spec's models, pure.
+"""Recognition tiers and award periods: the domain models, pure.
 
 Boundaries: an award period covers ``start_date`` through ``end_date``, both
 *inclusive*, as local calendar dates in the configured timezone.  A period is
@@ -14,9 +14,10 @@ from enum import IntEnum
 from typing import Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import Field, computed_field, model_validator
 
 from worker.core.clock import Clock, local_today
+from worker.core.models import FrozenModel
 
 
 class TierLevel(IntEnum):
@@ -43,11 +44,7 @@ class TierLevel(IntEnum):
         return TierLevel(self.value + 1) if self.value < max(TierLevel).value else None
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RecognitionTier(_Frozen):
+class RecognitionTier(FrozenModel):
     """What a mentor must reach inside an award period to hold ``level``."""
 
     organisation_id: UUID
@@ -83,7 +80,7 @@ def _fraction(value: int, target: int) -> float:
     return 1.0 if target <= 0 else value / target
 
 
-class TierEligibility(_Frozen):
+class TierEligibility(FrozenModel):
     tier: TierLevel
     assignments_met: bool
     streak_met: bool
@@ -109,7 +106,7 @@ class TierEligibility(_Frozen):
         return self.assignments_met and self.streak_met
 
 
-class TierAwardPeriod(_Frozen):
+class TierAwardPeriod(FrozenModel):
     id: UUID
     organisation_id: UUID
     name: str = Field(min_length=1, max_length=200)
@@ -130,7 +127,7 @@ class TierAwardPeriod(_Frozen):
         return self.is_active and self.contains(local_today(clock, tz))
 
 
-class TierAssignment(_Frozen):
+class TierAssignment(FrozenModel):
     id: UUID
     peer_mentor_id: UUID
     organisation_id: UUID

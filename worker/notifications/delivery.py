@@ -291,11 +291,6 @@ def record_push_result(
     return PushAttempt(Delivery.DEAD, attempts, result.error)
 
 
-def skip_push(conn: Connection, outbox_id: UUID, *, now: datetime, reason: str) -> Delivery:
-    """Mark a push row skipped (no gateway configured), unless it already reached an end."""
-    return skip_push_batch(conn, [outbox_id], now=now, reason=reason)[outbox_id]
-
-
 def skip_push_batch(
     conn: Connection, outbox_ids: Collection[UUID], *, now: datetime, reason: str
 ) -> dict[UUID, Delivery]:

@@ -52,7 +52,7 @@ _MONTHS: dict[Language, tuple[str, ...]] = {
     ),
 }
 
-#: Tier names by level (bronze=1 … platinum=4, DESIGN §5).
+#: Tier names by level (bronze=1 … platinum=4).
 _TIER_NAMES: dict[Language, dict[int, str]] = {
     "nb": {1: "bronse", 2: "sølv", 3: "gull", 4: "platina"},
     "en": {1: "Bronze", 2: "Silver", 3: "Gold", 4: "Platinum"},

@@ -26,6 +26,7 @@ from schema.tables import (
     period_activity_counts,
     tier_assignments,
 )
+from worker.core.models import batches
 from worker.db.dates import month_start, week_start
 from worker.db.sql import in_values, insert_for
 from worker.model.criteria import MentorStats, StreakKey
@@ -33,8 +34,6 @@ from worker.model.events import TRAINING_COMPLETED
 from worker.model.ledger import StatsDelta
 from worker.model.streaks import Period, longest_streak
 from worker.model.tiers import TierLevel
-
-_BATCH = 1000
 
 
 def _add_counts(
@@ -63,11 +62,9 @@ def _add_counts(
     emptied = [key[1:] for key, n in deltas.items() if n < 0]
     if emptied:
         columns = tuple_(*(table.c[c] for c in key_columns))
-        for start in range(0, len(emptied), _BATCH):
+        for batch in batches(emptied):
             conn.execute(
-                table.delete().where(
-                    and_(columns.in_(emptied[start : start + _BATCH]), table.c.activity_count <= 0)
-                )
+                table.delete().where(and_(columns.in_(batch), table.c.activity_count <= 0))
             )
 
 
@@ -135,7 +132,7 @@ def load_snapshots(
     courses: dict[UUID, set[str]] = defaultdict(set)
     tiers: dict[UUID, TierLevel] = {}
     active: dict[tuple[UUID, str], list[tuple[date, str]]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in batches(ids):
         for mentor, kind, n in conn.execute(
             select(
                 mentor_activity_counts.c.peer_mentor_id,
@@ -199,11 +196,6 @@ def _streaks(
         ]
         result[(period, types)] = longest_streak(starts, Period(period))
     return result
-
-
-def _chunks(ids: list[UUID], size: int = _BATCH) -> Iterable[list[UUID]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
 
 
 def add_from_ledger(conn: Connection, activity_ids: Sequence[UUID], now: datetime) -> None:

@@ -1,6 +1,6 @@
 """``badges.ingest_activity``: activity events in, stats/awards/outbox out.
 
-The message contract is one event per message (DESIGN §3); the worker buffers
+The message contract is one event per message; the worker buffers
 messages and processes them as one unit of work per batch
 (:mod:`worker.tasks.batching`).  Error policy, per batch:
 

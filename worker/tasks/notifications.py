@@ -32,10 +32,11 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from worker.app import app
 from worker.core.clock import SystemClock
+from worker.core.models import FrozenModel
 from worker.core.settings import Settings, get_settings
 from worker.db.engine import get_engine
 from worker.db.locks import try_lock_job
@@ -59,10 +60,8 @@ MAX_OUTAGE_RETRIES = 20
 MAX_BATCH = 1000
 
 
-class DeliveryMessage(BaseModel):
+class DeliveryMessage(FrozenModel):
     """The message of a delivery task: ``outbox_ids`` (a batch) or ``outbox_id`` (one)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     outbox_id: UUID | None = None
     outbox_ids: list[UUID] | None = Field(default=None, min_length=1, max_length=MAX_BATCH)

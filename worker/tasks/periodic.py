@@ -15,10 +15,11 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from worker.app import app
 from worker.core.clock import SystemClock
+from worker.core.models import FrozenModel
 from worker.core.settings import get_settings
 from worker.db.engine import get_engine
 from worker.db.locks import try_lock_job
@@ -29,19 +30,15 @@ from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 log = logging.getLogger(__name__)
 
 
-class ReevaluateTiersMessage(BaseModel):
+class ReevaluateTiersMessage(FrozenModel):
     """Optional keyword arguments of ``badges.reevaluate_tiers`` (beat sends none)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     organisation_id: UUID | None = None
     full: bool = False
 
 
-class ReconcileMessage(BaseModel):
+class ReconcileMessage(FrozenModel):
     """Optional keyword arguments of ``badges.reconcile`` (beat sends none)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     repair: bool = True
 

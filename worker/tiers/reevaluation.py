@@ -24,7 +24,7 @@ The number of statements depends on the number of periods and tier badge
 definitions, not of mentors: per period one candidate count, one upsert, one
 run record, one outbox insert (:func:`worker.notifications.outbox.write_outbox`), and per plain ``tier`` badge one award insert
 and one outbox insert; composite criteria with a ``tier`` part are evaluated
-for the promoted mentors in batches of :data:`BATCH`.
+for the promoted mentors in batches (:data:`worker.core.models.BATCH_SIZE`).
 
 Incremental rule: a period's run record stores when it last ran and a
 fingerprint of its dates and tier thresholds.  Candidates are the mentors
@@ -51,6 +51,7 @@ from schema.tables import tier_assignments, tier_evaluation_runs
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock, as_utc, local_today
+from worker.core.models import batches
 from worker.core.settings import get_settings
 from worker.db.sql import insert_for, new_uuid
 from worker.model.tier_rules import config_fingerprint
@@ -69,9 +70,6 @@ log = logging.getLogger(__name__)
 
 #: Name of the periodic job's advisory lock (``worker.db.engine.try_lock_job``).
 JOB_NAME = "reevaluate_tiers"
-#: Promoted mentors are notified and badge-evaluated this many at a time
-#: (keeps every statement well under PostgreSQL's 65,535 bind parameters).
-BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -178,8 +176,7 @@ def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierR
     composite = {d.id for d in definitions if not is_plain_tier(d)}
     if not composite:
         return
-    for start in range(0, len(run.promotions), BATCH):
-        batch = run.promotions[start : start + BATCH]
+    for batch in batches(run.promotions):
         evaluation = evaluate_mentors(
             conn,
             {p.peer_mentor_id: p.organisation_id for p in batch},

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import Connection, select
 
 from schema.tables import (
@@ -27,6 +27,7 @@ from schema.tables import (
 )
 from worker.badges.awards import EarnedBadge, earned_by_mentor, enabled_definitions
 from worker.core.clock import Clock, as_utc
+from worker.core.models import FrozenModel
 from worker.core.settings import get_settings
 from worker.model.criteria import contains_raw, progress, streak_keys
 from worker.model.streaks import Period, longest_streak
@@ -46,11 +47,7 @@ class MentorNotFound(LookupError):
     """No statistics and no badges are known for this mentor."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SummaryPeriod(_Frozen):
+class SummaryPeriod(FrozenModel):
     id: UUID
     name: str
     start_date: date
@@ -58,7 +55,7 @@ class SummaryPeriod(_Frozen):
     is_active: bool
 
 
-class EarnedInYear(_Frozen):
+class EarnedInYear(FrozenModel):
     id: UUID
     badge_definition_id: UUID
     code: str
@@ -66,7 +63,7 @@ class EarnedInYear(_Frozen):
     earned_at: datetime
 
 
-class BadgeProgress(_Frozen):
+class BadgeProgress(FrozenModel):
     """Progress towards one badge not yet earned, e.g. 7 of 10 activities."""
 
     badge_definition_id: UUID
@@ -78,7 +75,7 @@ class BadgeProgress(_Frozen):
     progress: float = Field(ge=0.0, le=1.0)
 
 
-class YearSummary(_Frozen):
+class YearSummary(FrozenModel):
     peer_mentor_id: UUID
     organisation_id: UUID
     year: int

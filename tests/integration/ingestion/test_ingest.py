@@ -25,10 +25,10 @@ from worker.badges.awards import (
     InvalidCursor,
     award_badge,
     get_definition_by_code,
+    get_earned,
     get_earned_badges,
-    has_earned,
 )
-from worker.badges.evaluation import revoke_if_criteria_no_longer_met
+from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import FixedClock
 from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
 
@@ -76,7 +76,7 @@ def test_first_award_then_award_again_returns_the_same_row(conn: Connection) -> 
     again = award_badge(conn, definition.id, mentor, now=CLOCK.now() + timedelta(days=1))
     assert first.created and not again.created
     assert again.earned == first.earned
-    assert has_earned(conn, definition.id, mentor)
+    assert get_earned(conn, definition.id, mentor) is not None
     assert conn.execute(select(func.count()).select_from(earned_badges).where(
         earned_badges.c.peer_mentor_id == mentor)).scalar_one() == 1  # fmt: skip
     audit = conn.execute(
@@ -204,7 +204,7 @@ def test_only_revocable_definitions_are_revoked(conn: Connection) -> None:
     assert actions == ["revoked"]
 
 
-def test_revoke_if_criteria_no_longer_met_checks_revocable_and_criteria(conn: Connection) -> None:
+def test_rechecking_revokes_only_revocable_badges_no_longer_met(conn: Connection) -> None:
     org = uuid.uuid4()
     setup_org(
         conn, badge(org, "fixed", threshold(5)), badge(org, "flex", threshold(5), revocable=True)
@@ -214,8 +214,8 @@ def test_revoke_if_criteria_no_longer_met_checks_revocable_and_criteria(conn: Co
     flex = get_definition_by_code(conn, org, "flex")
     award_badge(conn, fixed.id, mentor, now=CLOCK.now())
     award_badge(conn, flex.id, mentor, now=CLOCK.now())
-    assert revoke_if_criteria_no_longer_met(conn, fixed.id, mentor, now=CLOCK.now()) is False
-    assert revoke_if_criteria_no_longer_met(conn, flex.id, mentor, now=CLOCK.now()) is True
+    result = evaluate_mentors(conn, {mentor: org}, now=CLOCK.now(), recheck_revocable={mentor})
+    assert [e.badge_definition_id for e in result.revoked] == [flex.id]
     assert earned_codes(conn, mentor) == {"fixed"}
 
 

@@ -29,7 +29,6 @@ from worker.notifications.delivery import (
     deliver_push,
     outbox_counts,
     requeue_dead,
-    skip_push,
     skip_push_batch,
 )
 from worker.notifications.gateway import PushOutcome, PushResult
@@ -220,7 +219,12 @@ def test_an_unknown_kind_in_a_batch_is_dead_without_failing_the_others(conn: Con
 
 def test_skip_push_batch_skips_open_rows_in_one_go(conn: Connection) -> None:
     first, second = award(conn), award(conn)
-    assert skip_push(conn, second[Channel.PUSH], now=NOW, reason="earlier") is Delivery.SKIPPED
+    assert (
+        skip_push_batch(conn, [second[Channel.PUSH]], now=NOW, reason="earlier")[
+            second[Channel.PUSH]
+        ]
+        is Delivery.SKIPPED
+    )
     batch = [first[Channel.PUSH], second[Channel.PUSH], first[Channel.IN_APP]]
 
     outcomes = skip_push_batch(conn, batch, now=NOW, reason=NO_GATEWAY_REASON)
@@ -351,11 +355,22 @@ def test_concurrent_push_of_one_row_sends_once(clean_db: Engine) -> None:
 
 def test_skip_push_without_gateway_keeps_final_rows(conn: Connection) -> None:
     ids = award(conn)
-    assert skip_push(conn, ids[Channel.PUSH], now=NOW, reason=NO_GATEWAY_REASON) is Delivery.SKIPPED
-    assert skip_push(conn, ids[Channel.PUSH], now=NOW, reason="again") is Delivery.ALREADY_DONE
+    assert (
+        skip_push_batch(conn, [ids[Channel.PUSH]], now=NOW, reason=NO_GATEWAY_REASON)[
+            ids[Channel.PUSH]
+        ]
+        is Delivery.SKIPPED
+    )
+    assert (
+        skip_push_batch(conn, [ids[Channel.PUSH]], now=NOW, reason="again")[ids[Channel.PUSH]]
+        is Delivery.ALREADY_DONE
+    )
     row = outbox_row(conn, ids[Channel.PUSH])
     assert (row.state, row.last_error, row.updated_at) == ("skipped", NO_GATEWAY_REASON, NOW)
-    assert skip_push(conn, ids[Channel.IN_APP], now=NOW, reason="x") is Delivery.MISSING
+    assert (
+        skip_push_batch(conn, [ids[Channel.IN_APP]], now=NOW, reason="x")[ids[Channel.IN_APP]]
+        is Delivery.MISSING
+    )
 
 
 def test_backfill_award_writes_in_app_only(conn: Connection) -> None:
