@@ -1,4 +1,4 @@
-"""What every request handler shares: the token secret, the clock and the database."""
+"""What every request handler shares: the token verifier, the clock and the database."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
+from api.identity import TokenVerifier
 from worker.clock import Clock
 from worker.db import get_engine, unit_of_work
 
 
 @dataclass(frozen=True)
 class ApiContext:
-    jwt_secret: str | None
+    identity: TokenVerifier
     clock: Clock
     #: Local time zone of award periods and years (``TIMEZONE``).
     tz: tzinfo = field(default=UTC)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
 from worker.settings import get_settings
 
@@ -32,7 +32,28 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # parameter sets; SQLAlchemy packs them into multi-row VALUES pages of up
     # to this many rows (and at most ~32k bind parameters per page).
     kwargs.setdefault("insertmanyvalues_page_size", 5000)
+    if behind_transaction_pooler(url):
+        # psycopg prepares a statement on the server after a few executions;
+        # behind a transaction pooler the next transaction may run on another
+        # server connection, where that statement does not exist.
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+#: The port of Supabase's transaction-mode pooler (Supavisor).
+TRANSACTION_POOLER_PORT = 6543
+
+
+def behind_transaction_pooler(url: str) -> bool:
+    """Does ``url`` reach PostgreSQL through a transaction-mode pooler?
+
+    ``DATABASE_POOLER`` says so (``transaction``) or denies it (``session``,
+    ``none``); unset, port 6543 (Supabase's pooler) counts as one.
+    """
+    mode = get_settings().database_pooler
+    if mode is not None:
+        return mode == "transaction"
+    return make_url(url).port == TRANSACTION_POOLER_PORT
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -113,7 +113,7 @@ def test_without_a_configured_secret_requests_are_refused_not_let_through(
     with running_api(clean_db, jwt_secret="") as api:
         response = api.client.get(LIST, headers=api.service())
     assert response.status_code == 503
-    assert response.json()["detail"] == "API_JWT_SECRET is not configured"
+    assert response.json()["detail"] == "neither API_JWT_SECRET nor API_JWKS_URL is configured"
 
 
 def test_the_token_helper_issues_tokens_the_api_accepts(api: Api) -> None:
