@@ -22,8 +22,12 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the per-dialect settings the worker relies on."""
+def make_engine(url: str, *, transaction_pooler: bool | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the per-dialect settings the worker relies on.
+
+    ``transaction_pooler``: whether ``url`` goes through a transaction-mode
+    pooler; None decides by :func:`behind_transaction_pooler`.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
@@ -32,7 +36,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # parameter sets; SQLAlchemy packs them into multi-row VALUES pages of up
     # to this many rows (and at most ~32k bind parameters per page).
     kwargs.setdefault("insertmanyvalues_page_size", 5000)
-    if behind_transaction_pooler(url):
+    if transaction_pooler if transaction_pooler is not None else behind_transaction_pooler(url):
         # psycopg prepares a statement on the server after a few executions;
         # behind a transaction pooler the next transaction may run on another
         # server connection, where that statement does not exist.
