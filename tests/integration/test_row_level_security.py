@@ -297,7 +297,8 @@ def test_the_service_role_bypasses_rls_and_may_revoke(
 
 @pytest.fixture
 def supabase_like() -> Iterator[Engine]:
-    """A fresh database whose default privileges grant every new table to the client roles."""
+    """A fresh database whose default privileges grant every new table and function to the
+    client roles, as Supabase's do."""
     url = services.create_database()
     engine = make_engine(url)
     try:
@@ -306,6 +307,12 @@ def supabase_like() -> Iterator[Engine]:
                 text(
                     "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
                     "GRANT ALL ON TABLES TO anon, authenticated, service_role"
+                )
+            )
+            c.execute(
+                text(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+                    "GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role"
                 )
             )
         yield engine
@@ -330,6 +337,14 @@ def test_the_migration_closes_supabases_default_grants(supabase_like: Engine) ->
     assert sorted((r.table_name, r.privilege_type) for r in rows) == sorted(
         [(table, "SELECT") for table in SHARED]
     )
+    with supabase_like.connect() as c:
+        callable_by_anon = c.execute(
+            text(
+                "SELECT proname FROM pg_proc WHERE proname LIKE 'badges\\_%'"
+                " AND has_function_privilege('anon', oid, 'EXECUTE')"
+            )
+        ).all()
+    assert callable_by_anon == []
     upgrade(supabase_like)  # already at head: nothing to do, nothing fails
 
 

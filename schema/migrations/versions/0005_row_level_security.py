@@ -169,6 +169,10 @@ def upgrade() -> None:
             f" LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp"
             f" AS $fn$ {body.replace('@schema@', schema).replace('@uuid@', _UUID_PATTERN)} $fn$"
         )
+    functions = ", ".join(f"{schema}.{name}()" for name in _FUNCTIONS)
+    # Only the policies' roles call them (Supabase would expose them to anon as RPCs).
+    op.execute(f"REVOKE ALL ON FUNCTION {functions} FROM PUBLIC, anon")
+    op.execute(f"GRANT EXECUTE ON FUNCTION {functions} TO authenticated, service_role")
     op.execute(f"GRANT USAGE ON SCHEMA {schema} TO anon, authenticated, service_role")
     tables = ", ".join(SHARED_TABLES)
     op.execute(f"REVOKE ALL ON {tables}, {', '.join(INTERNAL_TABLES)} FROM anon, authenticated")
