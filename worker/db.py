@@ -36,7 +36,8 @@ def make_engine(url: str, *, transaction_pooler: bool | None = None, **kwargs: A
     # parameter sets; SQLAlchemy packs them into multi-row VALUES pages of up
     # to this many rows (and at most ~32k bind parameters per page).
     kwargs.setdefault("insertmanyvalues_page_size", 5000)
-    if transaction_pooler if transaction_pooler is not None else behind_transaction_pooler(url):
+    pooled = behind_transaction_pooler(url) if transaction_pooler is None else transaction_pooler
+    if pooled:
         # psycopg prepares a statement on the server after a few executions;
         # behind a transaction pooler the next transaction may run on another
         # server connection, where that statement does not exist.

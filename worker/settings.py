@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     #: ``transaction`` when DATABASE_URL points at a transaction-mode pooler
     #: (PgBouncer, Supabase's pooler on port 6543): no server-side prepared
     #: statements, since consecutive transactions may run on different server
-    #: connections.  Ports 6543 are treated as a transaction pooler unless this
-    #: says ``session`` or ``none``.
+    #: connections.  Unset, port 6543 counts as a transaction pooler; ``session``
+    #: or ``none`` say it is not.
     database_pooler: Literal["transaction", "session", "none"] | None = None
     timezone: str = "Europe/Oslo"
     badges_data_dir: Path = DEFAULT_DATA_DIR
