@@ -10,7 +10,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -352,6 +355,15 @@ def test_a_secret_shorter_than_32_bytes_stops_the_api_from_starting() -> None:
     with pytest.raises(IdentityConfigError, match="at least 32 bytes"):
         create_app(jwt_secret="only-31-bytes-long-0123456789ab")
     assert TokenVerifier(secret="x" * 32).configured
+    started = subprocess.run(
+        [sys.executable, "-c", "import api.app"],
+        env={**os.environ, "API_JWT_SECRET": "short"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode != 0
+    assert "API_JWT_SECRET is 5 bytes long; it must be at least 32 bytes" in started.stderr
 
 
 def test_with_only_a_jwks_url_hs256_tokens_are_refused(
