@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, make_url, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from schema.migrate import upgrade
@@ -390,3 +390,42 @@ def test_the_migration_downgrades_and_upgrades_again(supabase_like: Engine) -> N
     assert (secured, policies) == (0, 0)
     upgrade(supabase_like)
     assert current_revision(supabase_like) == head
+
+
+@pytest.fixture
+def owned_by_plain_role() -> Iterator[tuple[Engine, str]]:
+    """A fresh database owned by a role that is no superuser, as ``postgres`` is on Supabase."""
+    role = f"badges_test_owner_{uuid.uuid4().hex[:8]}"
+    url = services.create_database()
+    admin = make_engine(services.ADMIN_URL, isolation_level="AUTOCOMMIT")
+    database = url.rsplit("/", 1)[1]
+    with admin.connect() as c:
+        c.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE"))
+        c.execute(text(f'ALTER DATABASE "{database}" OWNER TO {role}'))
+    engine = make_engine(make_url(url).set(username=role).render_as_string(hide_password=False))
+    try:
+        yield engine, role
+    finally:
+        engine.dispose()
+        services.drop_database(url)
+        with admin.connect() as c:
+            c.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
+def test_the_migration_runs_as_a_plain_owner_when_the_roles_exist(
+    owned_by_plain_role: tuple[Engine, str], engine: Engine
+) -> None:
+    """The roles exist already (the session's migration created them, Supabase ships them)."""
+    plain, role = owned_by_plain_role
+    upgrade(plain)
+    with plain.connect() as c:
+        owners = set(
+            c.execute(
+                text("SELECT tableowner FROM pg_tables WHERE tablename = ANY(:t)"),
+                {"t": list(SHARED)},
+            ).scalars()
+        )
+        secured = c.execute(text("SELECT count(*) FROM pg_class WHERE relrowsecurity")).scalar()
+    assert owners == {role}
+    assert secured == len(SHARED)
