@@ -9,10 +9,14 @@ awards through the same pooler.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import jwt
 import psycopg
@@ -22,11 +26,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from api.app import create_app
+from schema.migrate import current_revision, upgrade
 from schema.tables import earned_badges, notification_outbox, notifications, processed_events
 from tests import services
 from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.api_harness import SECRET, bearer
-from tests.integration.conftest import WorkerProcess, apply, organisation
+from tests.integration.conftest import ROOT, WorkerProcess, apply, organisation
 from tests.integration.test_notifications import TOKEN, Gateway
 from tests.pgbouncer import PGBOUNCER, PgBouncer
 from worker.db import make_engine
@@ -229,3 +234,32 @@ def test_the_api_awards_through_a_transaction_pooler(clean_db: Engine, pooled_ur
     finally:
         pooled.dispose()
     assert statuses == [201] + [200] * 7
+
+
+def test_migrations_run_through_a_transaction_pooler(pgbouncer: PgBouncer) -> None:
+    """``badges db upgrade`` is one transaction: a release step may use the pooler too."""
+    url = services.create_database()
+    pooled = make_engine(pgbouncer.url_for(url), transaction_pooler=True)
+    try:
+        upgrade(pooled)
+        head = current_revision(pooled)
+        upgrade(pooled)
+        assert head is not None and current_revision(pooled) == head
+    finally:
+        pooled.dispose()
+        services.drop_database(url)
+
+
+def test_the_history_import_refuses_a_transaction_pooler(pooled_url: str, tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "import", "activities", str(history)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": pooled_url, "DATABASE_POOLER": "transaction"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "transaction-mode pooler" in done.stderr
