@@ -25,6 +25,7 @@ service role key carries no ``aud`` and the issuer ``supabase``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -122,7 +123,8 @@ class TokenVerifier:
         if algorithm in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
             try:
                 signing_key = self.jwks.get_signing_key_from_jwt(token)
-            except jwt.PyJWKClientConnectionError:
+            except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, json.JSONDecodeError):
+                # Unreachable, or no usable key set: the keys' side, not the token's.
                 raise ApiProblem(
                     503, "Service Unavailable", "the token signing keys cannot be fetched now"
                 ) from None

@@ -381,20 +381,26 @@ def test_with_only_a_jwks_url_hs256_tokens_are_refused(
         assert api.client.get(LIST, headers=signed(admin, keys)).status_code == 200
 
 
-def test_an_unreachable_key_endpoint_is_503_not_a_pass(
-    clean_db: Engine, keys: dict[str, Any]
+@pytest.mark.parametrize("endpoint", ["unreachable", "empty"])
+def test_a_key_endpoint_without_keys_is_503_not_a_pass(
+    clean_db: Engine, keys: dict[str, Any], endpoint: str
 ) -> None:
+    empty = Jwks()
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    identity = TokenVerifier(jwks_url=f"http://127.0.0.1:{port}/jwks.json")
+    url = f"http://127.0.0.1:{port}/jwks.json" if endpoint == "unreachable" else empty.url
+    identity = TokenVerifier(jwks_url=url)
     admin = {
         "role": "authenticated",
         "sub": str(uuid.uuid4()),
         "app_metadata": {"badges_role": "org_admin", "organisation_id": str(uuid.uuid4())},
         "exp": int(time.time()) + 3600,
     }
-    with running_api(clean_db, jwt_secret="", identity=identity) as api:
-        response = api.client.get(LIST, headers=signed(admin, keys))
+    try:
+        with running_api(clean_db, jwt_secret="", identity=identity) as api:
+            response = api.client.get(LIST, headers=signed(admin, keys))
+    finally:
+        empty.stop()
     assert response.status_code == 503
     assert response.json()["detail"] == "the token signing keys cannot be fetched now"
