@@ -1,7 +1,7 @@
 """The ASGI application: ``uvicorn api.app:app``.
 
-:func:`create_app` builds an app with an injectable secret, clock and
-engine (tests pin them); the module-level ``app`` reads them from
+:func:`create_app` builds an app with an injectable secret (or token
+verifier), clock and engine (tests pin them); the module-level ``app`` reads them from
 ``worker.core.settings``.  The OpenAPI spec is served at ``/openapi.json`` and
 browsable at ``/docs``.
 """
@@ -22,6 +22,7 @@ from api import (
     routes_ops,
 )
 from api.context import ApiContext
+from api.identity import TokenVerifier
 from api.metrics import RequestMetricsMiddleware, build_registry
 from worker.core.clock import Clock, SystemClock
 from worker.core.settings import get_settings
@@ -34,13 +35,21 @@ def create_app(
     jwt_secret: str | None = None,
     clock: Clock | None = None,
     engine: Engine | None = None,
+    identity: TokenVerifier | None = None,
 ) -> FastAPI:
+    """The app; raises :class:`~api.identity.IdentityConfigError` on unusable token settings."""
     # The Celery app installs the sender that delivers notifications after commit.
     import worker.app  # noqa: F401
 
     settings = get_settings()
     context = ApiContext(
-        jwt_secret=jwt_secret if jwt_secret is not None else settings.api_jwt_secret,
+        identity=identity
+        or TokenVerifier(
+            secret=jwt_secret if jwt_secret is not None else settings.api_jwt_secret,
+            jwks_url=settings.api_jwks_url,
+            audience=settings.api_jwt_audience,
+            issuer=settings.api_jwt_issuer,
+        ),
         clock=clock or SystemClock(),
         tz=settings.tz,
         engine=engine,
@@ -50,7 +59,8 @@ def create_app(
         version=API_VERSION,
         description=(
             "Earned badges, badge configuration and mentor views. Authenticate with "
-            "`Authorization: Bearer <HS256 JWT>`; errors are RFC 9457 problem details."
+            "`Authorization: Bearer <JWT>` (the project's own tokens, a Supabase service "
+            "role key or a Supabase user access token); errors are RFC 9457 problem details."
         ),
     )
     app.state.api = context

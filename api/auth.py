@@ -1,8 +1,8 @@
-"""Bearer-token authentication (HS256 JWTs) and the scope rules.
+"""Bearer-token authentication and the scope rules.
 
-Claims: ``role`` (``service_role`` | ``org_admin`` | ``mentor``),
-``organisation_id``, ``sub`` (the mentor id for mentors) and ``exp``.  A
-missing, expired, forged or malformed token is a 401.  Scope:
+Which tokens are accepted, and how they are verified, is in
+:mod:`api.identity`.  A missing, expired, forged or malformed token is a 401;
+a valid user token without a badges role is a 403.  Scope:
 
 * a **mentor** sees only their own data, inside their organisation;
 * an **org admin** sees only their organisation's data;
@@ -18,43 +18,26 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from api.problems import ApiProblem, FieldProblem, forbidden, invalid
 
-#: The only accepted algorithm: never trust the token's own ``alg`` header.
+if TYPE_CHECKING:
+    from api.identity import TokenVerifier
+
+#: Tokens this module issues (for tests, demos, ops scripts) are HS256.
 ALGORITHM = "HS256"
-#: Tolerated clock difference between the token issuer and this server.
-LEEWAY_S = 30
 
 
 class Role(StrEnum):
     SERVICE = "service_role"
     ORG_ADMIN = "org_admin"
     MENTOR = "mentor"
-
-
-class Claims(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    role: Role
-    organisation_id: UUID | None = None
-    sub: str
-    exp: int
-
-    @model_validator(mode="after")
-    def _scoped_roles_name_their_scope(self) -> Self:
-        if self.role is not Role.SERVICE and self.organisation_id is None:
-            raise ValueError(f"role {self.role} needs an organisation_id claim")
-        if self.role is Role.MENTOR:
-            UUID(self.sub)  # a mentor's subject is their peer mentor id
-        return self
 
 
 @dataclass(frozen=True)
@@ -118,27 +101,6 @@ def unauthorized(detail: str) -> ApiProblem:
     )
 
 
-def decode_token(token: str, secret: str, *, leeway_s: int = LEEWAY_S) -> Principal:
-    """Verify signature and expiry, validate the claims; raise a 401 problem otherwise."""
-    try:
-        payload: dict[str, Any] = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["exp", "role", "sub"]},
-            leeway=leeway_s,
-        )
-    except jwt.ExpiredSignatureError:
-        raise unauthorized("the token has expired") from None
-    except jwt.InvalidTokenError:
-        raise unauthorized("the token is not valid") from None
-    try:
-        claims = Claims.model_validate(payload)
-    except ValidationError:
-        raise unauthorized("the token's claims are not valid") from None
-    return Principal(claims.role, claims.organisation_id, claims.sub)
-
-
 def issue_token(
     secret: str,
     *,
@@ -147,8 +109,14 @@ def issue_token(
     sub: str | UUID = "service",
     ttl_s: int = 3600,
     now: float | None = None,
+    audience: str | None = None,
+    issuer: str | None = None,
 ) -> str:
-    """A signed token (for tests, the docs' curl examples and ops scripts)."""
+    """A signed token (for tests, the docs' curl examples and ops scripts).
+
+    Pass the configured ``API_JWT_AUDIENCE`` / ``API_JWT_ISSUER`` when they are
+    set: the API then requires them on every token but a service role key.
+    """
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "role": str(Role(role).value),
@@ -158,10 +126,17 @@ def issue_token(
     }
     if organisation_id is not None:
         claims["organisation_id"] = str(organisation_id)
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-_bearer = HTTPBearer(auto_error=False, description="An HS256 JWT signed with API_JWT_SECRET")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT: HS256 signed with API_JWT_SECRET, or ES256/RS256 with a key of API_JWKS_URL",
+)
 
 
 def current_principal(
@@ -169,9 +144,11 @@ def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """FastAPI dependency: the verified caller of this request."""
-    secret: str | None = request.app.state.api.jwt_secret
-    if not secret:
-        raise ApiProblem(503, "Service Unavailable", "API_JWT_SECRET is not configured")
+    verifier: TokenVerifier = request.app.state.api.identity
+    if not verifier.configured:
+        raise ApiProblem(
+            503, "Service Unavailable", "neither API_JWT_SECRET nor API_JWKS_URL is configured"
+        )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiProblem(
             401,
@@ -179,7 +156,7 @@ def current_principal(
             "a bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return decode_token(credentials.credentials, secret)
+    return verifier.verify(credentials.credentials)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,4 +1,4 @@
-"""What every request handler shares: the token secret, the clock and the database."""
+"""What every request handler shares: the token verifier, the clock and the database."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
+from api.identity import TokenVerifier
 from worker.core.clock import Clock
 from worker.db.engine import get_engine
 from worker.db.unit_of_work import unit_of_work
@@ -18,7 +19,7 @@ from worker.db.unit_of_work import unit_of_work
 
 @dataclass(frozen=True)
 class ApiContext:
-    jwt_secret: str | None
+    identity: TokenVerifier
     clock: Clock
     #: Local time zone of award periods and years (``TIMEZONE``).
     tz: tzinfo = field(default=UTC)

@@ -163,10 +163,14 @@ def award_earned_badge(
     return outcome.earned
 
 
+#: The audit row's reason when the caller gives none.
+NO_REASON = "revoked through the API (no reason given)"
+
+
 @router.delete(
     "/{earned_badge_id}",
     status_code=204,
-    summary="Revoke an earned badge (service role; audited with the reason)",
+    summary="Revoke an earned badge (service role; audited, with the reason when given)",
     responses=problem_docs(401, 403, 404, 422),
 )
 def revoke_earned_badge(
@@ -174,19 +178,17 @@ def revoke_earned_badge(
     context: Context,
     earned_badge_id: UUID,
     reason: Annotated[
-        str, Query(min_length=1, max_length=500, description="Stored in the audit row")
-    ],
+        str | None,
+        Query(max_length=500, description="Optional; stored in the audit row"),
+    ] = None,
 ) -> Response:
     principal.require(Role.SERVICE)
-    reason = storable_text(reason, location="query", path="reason").strip()
-    if not reason:
-        raise invalid(
-            "a reason is required",
-            [FieldProblem(location="query", path="reason", message="must not be blank")],
-        )
+    given = storable_text(reason, location="query", path="reason").strip() if reason else ""
     with context.transaction() as conn:
         earned = get_earned_by_id(conn, earned_badge_id)
         if earned is None:
             raise not_found("earned badge")
-        revoke(conn, earned, reason=reason, actor=principal.actor, now=context.clock.now())
+        revoke(
+            conn, earned, reason=given or NO_REASON, actor=principal.actor, now=context.clock.now()
+        )
     return Response(status_code=204)

@@ -33,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
             UUID(args.sub or "")
         except ValueError:
             parser.error("--sub must be the peer mentor id for a mentor")
+    settings = get_settings()
     token = issue_token(
-        secret, role=args.role, organisation_id=args.org, sub=args.sub or args.role, ttl_s=args.ttl
+        secret,
+        role=args.role,
+        organisation_id=args.org,
+        sub=args.sub or args.role,
+        ttl_s=args.ttl,
+        audience=settings.api_jwt_audience,
+        issuer=settings.api_jwt_issuer,
     )
     print(token)
     return 0

@@ -241,6 +241,10 @@ notification_outbox = Table(
     Column("dispatched_at", Timestamp),  # last time a delivery task was enqueued
     Column("updated_at", Timestamp, nullable=False),
     Column("delivered_at", Timestamp),
+    # Push delivery lease: the task sending this row now, and until when its
+    # claim holds (a crashed sender's claim simply runs out).
+    Column("claimed_by", Uuid),
+    Column("claimed_until", Timestamp),
     UniqueConstraint("dedup_key", "channel"),
     Index(None, "state", "dispatched_at"),
 )

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from worker.cli.common import EXIT_OK, invalid
 from worker.core.clock import SystemClock
-from worker.db.engine import get_engine
+from worker.db.engine import behind_transaction_pooler, get_engine
 from worker.ingestion.history_import import (
     DEFAULT_GROUP_ROWS,
     HistoryImportError,
@@ -46,6 +46,13 @@ def import_history(args: argparse.Namespace) -> int:
         size = path.stat().st_size
     except OSError as exc:
         raise invalid(f"cannot read {path}: {exc.strerror}") from None
+    engine = get_engine()
+    if behind_transaction_pooler(engine.url.render_as_string(hide_password=False)):
+        raise invalid(
+            "the history import keeps a temporary table across transactions, which a "
+            "transaction-mode pooler cannot: run it with DATABASE_URL on a direct or session "
+            "connection (DATABASE_POOLER says which)"
+        )
     show = sys.stderr.isatty()
     with ExitStack() as bars:
         reading = bars.enter_context(
@@ -68,7 +75,7 @@ def import_history(args: argparse.Namespace) -> int:
 
         try:
             report = import_activities(
-                get_engine(),
+                engine,
                 path,
                 clock=SystemClock(),
                 group_rows=args.chunk_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -34,6 +35,19 @@ class Settings(BaseSettings):
     push_gateway_url: str | None = None
     push_gateway_token: str | None = None
     api_jwt_secret: str | None = None
+    #: Checked on user tokens when set (Supabase user tokens: ``authenticated``).
+    api_jwt_audience: str | None = None
+    #: Checked on user tokens when set; a service role key may also say ``supabase``.
+    api_jwt_issuer: str | None = None
+    #: JWKS endpoint of asymmetric (ES256/RS256) signing keys, e.g. Supabase's
+    #: ``https://<project>.supabase.co/auth/v1/.well-known/jwks.json``.
+    api_jwks_url: str | None = None
+    #: ``transaction`` when DATABASE_URL points at a transaction-mode pooler
+    #: (PgBouncer, Supabase's pooler on port 6543): no server-side prepared
+    #: statements, since consecutive transactions may run on different server
+    #: connections.  Unset, port 6543 counts as a transaction pooler; ``session``
+    #: or ``none`` say it is not.
+    database_pooler: Literal["transaction", "session", "none"] | None = None
     timezone: str = "Europe/Oslo"
     badges_data_dir: Path = DEFAULT_DATA_DIR
     broker_visibility_timeout_s: int = Field(default=DEFAULT_VISIBILITY_TIMEOUT_S, ge=1)

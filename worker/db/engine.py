@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 from worker.core.settings import get_settings
 
@@ -13,8 +13,12 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the per-dialect settings the worker relies on."""
+def make_engine(url: str, *, transaction_pooler: bool | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the per-dialect settings the worker relies on.
+
+    ``transaction_pooler``: whether ``url`` goes through a transaction-mode
+    pooler; None decides by :func:`behind_transaction_pooler`.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
@@ -23,7 +27,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # parameter sets; SQLAlchemy packs them into multi-row VALUES pages of up
     # to this many rows (and at most ~32k bind parameters per page).
     kwargs.setdefault("insertmanyvalues_page_size", 5000)
+    pooled = behind_transaction_pooler(url) if transaction_pooler is None else transaction_pooler
+    if pooled:
+        # psycopg prepares a statement on the server after a few executions;
+        # behind a transaction pooler the next transaction may run on another
+        # server connection, where that statement does not exist.
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+#: The port of Supabase's transaction-mode pooler (Supavisor).
+TRANSACTION_POOLER_PORT = 6543
+
+
+def behind_transaction_pooler(url: str) -> bool:
+    """Does ``url`` reach PostgreSQL through a transaction-mode pooler?
+
+    ``DATABASE_POOLER`` says so (``transaction``) or denies it (``session``,
+    ``none``); unset, port 6543 (Supabase's pooler) counts as one.
+    """
+    mode = get_settings().database_pooler
+    if mode is not None:
+        return mode == "transaction"
+    return make_url(url).port == TRANSACTION_POOLER_PORT
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -9,13 +9,18 @@ Idempotency, per channel:
 * **in-app**: the row is locked (``FOR UPDATE``) and a ``notifications`` row
   is inserted ``ON CONFLICT (outbox_id) DO NOTHING``: a task delivered twice,
   even concurrently, inserts one row.
-* **push**: one delivery at a time per outbox row, guarded by a PostgreSQL
-  session advisory lock held across the HTTP call; a duplicate task that finds
-  it taken leaves (the holder finishes or schedules its own retry).  The lock
-  lives on its own connection, so no transaction or row lock is held while
-  waiting for the gateway, and ingestion (which stamps ``dispatched_at`` on
-  the same rows) never waits for a slow gateway.  A send repeated after a
-  crash carries the same ``Idempotency-Key``, which the gateway de-duplicates.
+* **push**: one delivery at a time per outbox row, guarded by a *lease* on
+  the row (``claimed_by``, ``claimed_until``) taken in the short transaction
+  before the HTTP call and cleared in the one after it; a duplicate task that
+  finds the lease taken leaves (the holder finishes or schedules its own
+  retry).  The lease is plain row data, so it works through a
+  transaction-mode pooler (a session advisory lock would not: the pooler hands
+  each transaction any server connection), no transaction or row lock is held
+  while waiting for the gateway, and ingestion (which stamps
+  ``dispatched_at`` on the same rows) never waits for a slow gateway.  A
+  crashed holder's lease runs out after the longest possible gateway call;
+  the relay then re-sends the row.  A send repeated after a crash carries the
+  same ``Idempotency-Key``, which the gateway de-duplicates.
 
 Nothing here touches ``earned_badges`` except to read whether an award still
 exists: a notification failure never alters an award.
@@ -24,20 +29,18 @@ exists: a notification failure never alters an award.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from schema.tables import earned_badges, notification_outbox, notifications, organisations
 from worker.core.clock import Clock
 from worker.db.engine import is_postgres
-from worker.db.locks import lock_key
 from worker.db.sql import in_values, insert_for
 from worker.db.unit_of_work import unit_of_work
 from worker.notifications.dispatch import dispatch_after_commit
@@ -222,6 +225,11 @@ def push_message(item: OutboxItem, message: RenderedMessage) -> dict[str, Any]:
     }
 
 
+#: How long a push lease holds when the caller does not say: longer than any
+#: gateway call with the default timeouts (3 s connect + 10 s read) plus slack.
+DEFAULT_LEASE_S = 60.0
+
+
 def deliver_push(
     engine: Engine,
     outbox_id: UUID,
@@ -230,25 +238,69 @@ def deliver_push(
     clock: Clock,
     tz: tzinfo,
     max_attempts: int,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> PushAttempt:
     """One push attempt for one outbox row: claim, send, record (see module docstring).
 
-    Two short transactions around the HTTP call; the guard keeps a duplicate
-    task from sending at the same time.
+    Two short transactions around the HTTP call; the lease keeps a duplicate
+    task from sending at the same time.  ``lease_s`` must exceed the longest
+    gateway call (connect plus read timeout).
     """
-    with delivery_guard(engine, outbox_id) as acquired:
-        if not acquired:
+    holder = uuid4()
+    with unit_of_work(engine) as conn:
+        if not take_lease(conn, outbox_id, holder, lease_s=lease_s):
             return PushAttempt(Delivery.IN_FLIGHT)
-        with unit_of_work(engine) as conn:
-            claimed = claim_push(conn, outbox_id, now=clock.now(), tz=tz)
+        claimed = claim_push(conn, outbox_id, now=clock.now(), tz=tz)
         if not isinstance(claimed, tuple):
+            release_lease(conn, outbox_id, holder)
             return PushAttempt(claimed)
-        item, message = claimed
+    item, message = claimed
+    try:
         result = send(push_message(item, message), str(item.id))
+    except BaseException:
         with unit_of_work(engine) as conn:
-            return record_push_result(
-                conn, outbox_id, result, now=clock.now(), max_attempts=max_attempts
-            )
+            release_lease(conn, outbox_id, holder)
+        raise
+    with unit_of_work(engine) as conn:
+        release_lease(conn, outbox_id, holder)
+        return record_push_result(
+            conn, outbox_id, result, now=clock.now(), max_attempts=max_attempts
+        )
+
+
+def take_lease(conn: Connection, outbox_id: UUID, holder: UUID, *, lease_s: float) -> bool:
+    """Claim the right to send ``outbox_id`` for ``lease_s`` seconds; False if another holds it.
+
+    One ``UPDATE … WHERE the lease is free RETURNING``: a concurrent claimer
+    waits for this row lock, re-reads the row and finds the lease taken.  The
+    database clock decides, so workers' clock differences do not matter.  True
+    as well when there is no such row (the caller then reports it missing),
+    and always on SQLite, whose embedded default runs a single worker process.
+    """
+    if not is_postgres(conn):
+        return True
+    t = notification_outbox.c
+    taken = conn.execute(
+        update(notification_outbox)
+        .where(t.id == outbox_id, or_(t.claimed_until.is_(None), t.claimed_until < func.now()))
+        .values(claimed_by=holder, claimed_until=func.now() + timedelta(seconds=lease_s))
+        .returning(t.id)
+    ).first()
+    if taken is not None:
+        return True
+    return conn.execute(select(t.id).where(t.id == outbox_id)).first() is None
+
+
+def release_lease(conn: Connection, outbox_id: UUID, holder: UUID) -> None:
+    """End ``holder``'s lease on ``outbox_id`` (a no-op when it ran out and was taken since)."""
+    if not is_postgres(conn):
+        return
+    t = notification_outbox.c
+    conn.execute(
+        update(notification_outbox)
+        .where(t.id == outbox_id, t.claimed_by == holder)
+        .values(claimed_by=None, claimed_until=None)
+    )
 
 
 def claim_push(
@@ -320,44 +372,6 @@ def award_revoked(conn: Connection, item: OutboxItem) -> bool:
     earned_id = UUID(str(item.payload["earned_badge_id"]))
     found = conn.execute(select(earned_badges.c.id).where(earned_badges.c.id == earned_id))
     return found.first() is None
-
-
-@contextmanager
-def delivery_guard(engine: Engine, outbox_id: UUID) -> Iterator[bool]:
-    """Yield True when this process may deliver ``outbox_id`` now, False if another is.
-
-    A PostgreSQL *session* advisory lock on a connection of its own: it spans
-    the claim, the HTTP call and the record without keeping a transaction
-    open, and the server drops it if the process dies.  On SQLite (the
-    embedded default runs one worker process) there is nothing to guard.
-    """
-    if not is_postgres(engine):
-        yield True
-        return
-    key = lock_key(f"outbox:{outbox_id}")
-    conn = engine.connect()
-    try:
-        acquired = bool(
-            conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-        )
-        conn.commit()
-    except BaseException:
-        conn.invalidate()
-        conn.close()
-        raise
-    try:
-        yield acquired
-    finally:
-        try:
-            if acquired:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                conn.commit()
-        except Exception:
-            # Never hand a connection that may still hold the lock back to the pool.
-            log.warning("could not release the delivery lock of %s", outbox_id, exc_info=True)
-            conn.invalidate()
-        finally:
-            conn.close()
 
 
 def _set_state(

@@ -50,6 +50,8 @@ from worker.tasks.common import TRANSIENT_ERRORS
 log = logging.getLogger(__name__)
 
 RELAY_JOB = "relay_outbox"
+#: A push lease lasts the gateway timeouts plus this much (slow DNS, GC pauses).
+PUSH_LEASE_SLACK_S = 30.0
 #: Upper bound of relay batches per run, so one run cannot monopolise a worker.
 MAX_RELAY_BATCHES = 20
 #: Celery's own retry limit for outages; push attempts are counted in the row.
@@ -136,6 +138,7 @@ def _push_one(settings: Settings, outbox_id: UUID) -> Delivery:
         clock=SystemClock(),
         tz=settings.tz,
         max_attempts=settings.push_max_attempts,
+        lease_s=settings.push_connect_timeout_s + settings.push_read_timeout_s + PUSH_LEASE_SLACK_S,
     )
     if attempt.delivery is Delivery.RETRY:
         countdown = retry_delay(

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert
 
 from api.app import create_app
 from api.auth import issue_token
+from api.identity import TokenVerifier
 from schema.tables import notifications
 from tests.helpers import badge, threshold
 from tests.integration.harness import apply, organisation
@@ -36,20 +37,44 @@ class Org:
 
 
 class Api:
-    def __init__(self, engine: Engine, client: TestClient) -> None:
+    def __init__(
+        self, engine: Engine, client: TestClient, *, audience: str | None, issuer: str | None
+    ) -> None:
         self.engine = engine
         self.client = client
+        #: What the app checks on user tokens: the harness's tokens carry them.
+        self.audience, self.issuer = audience, issuer
 
     # --- tokens ---
     def service(self) -> dict[str, str]:
-        return bearer(issue_token(SECRET, role="service_role", sub="ops"))
+        return bearer(
+            issue_token(
+                SECRET, role="service_role", sub="ops", audience=self.audience, issuer=self.issuer
+            )
+        )
 
     def admin(self, org: Org) -> dict[str, str]:
-        return bearer(issue_token(SECRET, role="org_admin", organisation_id=org.id, sub="admin"))
+        return bearer(
+            issue_token(
+                SECRET,
+                role="org_admin",
+                organisation_id=org.id,
+                sub="admin",
+                audience=self.audience,
+                issuer=self.issuer,
+            )
+        )
 
     def mentor(self, org: Org, mentor: uuid.UUID | None = None) -> dict[str, str]:
         return bearer(
-            issue_token(SECRET, role="mentor", organisation_id=org.id, sub=mentor or org.mentor)
+            issue_token(
+                SECRET,
+                role="mentor",
+                organisation_id=org.id,
+                sub=mentor or org.mentor,
+                audience=self.audience,
+                issuer=self.issuer,
+            )
         )
 
     # --- data ---
@@ -97,10 +122,21 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_api(engine: Engine, *, jwt_secret: str = SECRET, now: datetime = NOW) -> Iterator[Api]:
-    app = create_app(jwt_secret=jwt_secret, clock=FixedClock(now), engine=engine)
+def running_api(
+    engine: Engine,
+    *,
+    jwt_secret: str = SECRET,
+    now: datetime = NOW,
+    identity: TokenVerifier | None = None,
+) -> Iterator[Api]:
+    app = create_app(jwt_secret=jwt_secret, clock=FixedClock(now), engine=engine, identity=identity)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Api(engine, client)
+        yield Api(
+            engine,
+            client,
+            audience=identity.audience if identity else None,
+            issuer=identity.issuer if identity else None,
+        )
 
 
 def problem_paths(response: Any) -> list[str]:

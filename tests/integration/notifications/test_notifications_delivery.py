@@ -30,6 +30,7 @@ from worker.notifications.delivery import (
     outbox_counts,
     requeue_dead,
     skip_push_batch,
+    take_lease,
 )
 from worker.notifications.gateway import PushOutcome, PushResult
 from worker.notifications.outbox import Notification, write_outbox
@@ -351,6 +352,27 @@ def test_concurrent_push_of_one_row_sends_once(clean_db: Engine) -> None:
     assert push(clean_db, push_id, ScriptedSender()) is Delivery.ALREADY_DONE
     assert calls == [str(push_id)]
     assert outbox_row(clean_db, push_id).attempts == 1
+
+
+def test_a_crashed_senders_lease_blocks_until_it_runs_out(clean_db: Engine) -> None:
+    """A sender that died mid-call leaves its lease; once it lapses another sender takes over."""
+    with clean_db.begin() as c:
+        push_id = award(c)[Channel.PUSH]
+    with clean_db.begin() as c:
+        assert take_lease(c, push_id, uuid.uuid4(), lease_s=3600)  # ... and then it crashed
+    sender = ScriptedSender()
+    assert push(clean_db, push_id, sender) is Delivery.IN_FLIGHT
+    assert sender.calls == []
+    with clean_db.begin() as c:  # an hour later
+        c.execute(
+            update(notification_outbox)
+            .where(notification_outbox.c.id == push_id)
+            .values(claimed_until=func.now() - timedelta(seconds=1))
+        )
+    assert push(clean_db, push_id, sender) is Delivery.DELIVERED
+    assert sender.calls == [str(push_id)]
+    row = outbox_row(clean_db, push_id)
+    assert (row.state, row.claimed_by, row.claimed_until) == ("sent", None, None)
 
 
 def test_skip_push_without_gateway_keeps_final_rows(conn: Connection) -> None:
