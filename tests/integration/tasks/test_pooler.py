@@ -33,12 +33,9 @@ from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.api.harness import SECRET, bearer
 from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
 from tests.integration.notifications.test_notifications import TOKEN, Gateway
-from tests.pgbouncer import PGBOUNCER, PgBouncer
+from tests.pgbouncer import PgBouncer
 from worker.db.engine import make_engine
 
-pytestmark = pytest.mark.skipif(
-    PGBOUNCER is None, reason="pgbouncer is not installed (.ci/run installs it)"
-)
 MENTORS = 4
 EVENTS_PER_MENTOR = 6
 
