@@ -53,6 +53,18 @@ class BadgeDefinition:
     enabled: bool
     revocable: bool
 
+    def earned(self, earned_id: UUID, peer_mentor_id: UUID, earned_at: datetime) -> EarnedBadge:
+        """The award of this badge to ``peer_mentor_id``."""
+        return EarnedBadge(
+            id=earned_id,
+            badge_definition_id=self.id,
+            code=self.code,
+            name=self.name,
+            peer_mentor_id=peer_mentor_id,
+            organisation_id=self.organisation_id,
+            earned_at=earned_at,
+        )
+
 
 class NotFound(LookupError):
     pass
@@ -160,18 +172,8 @@ def insert_awards(
     )
     created = []
     for row in conn.execute(stmt, rows):
-        d = by_key[(row.badge_definition_id, row.peer_mentor_id)]
-        created.append(
-            EarnedBadge(
-                id=row.id,
-                badge_definition_id=d.id,
-                code=d.code,
-                name=d.name,
-                peer_mentor_id=row.peer_mentor_id,
-                organisation_id=d.organisation_id,
-                earned_at=row.earned_at,
-            )
-        )
+        definition = by_key[(row.badge_definition_id, row.peer_mentor_id)]
+        created.append(definition.earned(row.id, row.peer_mentor_id, row.earned_at))
     return created
 
 
@@ -301,6 +303,10 @@ def earned_by_mentor(conn: Connection, mentor_id: UUID) -> list[EarnedBadge]:
     return [EarnedBadge.model_validate(r._mapping) for r in rows]
 
 
+#: What an audit row keeps of the award besides its id.
+_AUDITED = {"badge_definition_id", "peer_mentor_id", "organisation_id", "earned_at"}
+
+
 def _audit(
     conn: Connection, earned: EarnedBadge, *, action: str, reason: str, actor: str, now: datetime
 ) -> None:
@@ -308,10 +314,7 @@ def _audit(
         badge_audit.insert().values(
             action=action,
             earned_badge_id=earned.id,
-            badge_definition_id=earned.badge_definition_id,
-            peer_mentor_id=earned.peer_mentor_id,
-            organisation_id=earned.organisation_id,
-            earned_at=earned.earned_at,
+            **earned.model_dump(include=_AUDITED),
             reason=reason,
             actor=actor,
             recorded_at=now,

@@ -57,11 +57,9 @@ class BadgeDefinitionConfig(FrozenModel):
         return uuid5(ID_NAMESPACE, f"badge:{self.organisation_id}:{self.code}")
 
 
-class TierConfig(FrozenModel):
-    organisation_id: UUID
-    level: TierLevel
-    min_assignments: int = Field(ge=0, le=1_000_000)
-    min_streak: int = Field(ge=0, le=1000)
+class TierConfig(RecognitionTier):
+    """A recognition tier as configured; ``level`` may be given by name."""
+
     activity_types: tuple[ActivityType, ...] = ()
 
     @field_validator("level", mode="before")

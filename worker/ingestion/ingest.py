@@ -16,7 +16,7 @@ constant number of statements per batch rather than per event:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -178,18 +178,14 @@ def _load_ledger(conn: Connection, activity_ids: set[UUID]) -> dict[UUID, Ledger
     )
     return {
         r.activity_id: LedgerRow(
-            activity_id=r.activity_id,
-            organisation_id=r.organisation_id,
-            peer_mentor_id=r.peer_mentor_id,
-            activity_type=r.activity_type,
-            activity_date=r.activity_date,
-            course_id=r.course_id,
-            occurred_at=as_utc(r.occurred_at),
-            last_event_id=r.last_event_id,
-            deleted=r.deleted,
+            **{name: r._mapping[name] for name in _STORED_FIELDS}, occurred_at=as_utc(r.occurred_at)
         )
         for r in rows
     }
+
+
+#: The ledger columns a :class:`LedgerRow` holds as they are (``occurred_at`` needs a zone).
+_STORED_FIELDS = [f.name for f in fields(LedgerRow) if f.name != "occurred_at"]
 
 
 def _write_ledger(conn: Connection, rows: list[LedgerRow], now: datetime) -> None:

@@ -41,14 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from schema.tables import (
-    activity_ledger,
-    completed_courses,
-    daily_activity_counts,
-    mentor_activity_counts,
-    mentors,
-    period_activity_counts,
-)
+from schema import tables
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock
@@ -82,19 +75,21 @@ class _Aggregate:
 
 
 AGGREGATES: tuple[_Aggregate, ...] = (
-    _Aggregate(mentor_activity_counts, ("peer_mentor_id", "activity_type"), "activity_count"),
     _Aggregate(
-        daily_activity_counts,
+        tables.mentor_activity_counts, ("peer_mentor_id", "activity_type"), "activity_count"
+    ),
+    _Aggregate(
+        tables.daily_activity_counts,
         ("peer_mentor_id", "activity_date", "activity_type"),
         "activity_count",
     ),
     _Aggregate(
-        period_activity_counts,
+        tables.period_activity_counts,
         ("peer_mentor_id", "period", "period_start", "activity_type"),
         "activity_count",
     ),
-    _Aggregate(completed_courses, ("peer_mentor_id", "course_id"), "activity_count"),
-    _Aggregate(mentors, ("peer_mentor_id",), None),
+    _Aggregate(tables.completed_courses, ("peer_mentor_id", "course_id"), "activity_count"),
+    _Aggregate(tables.mentors, ("peer_mentor_id",), None),
 )
 TABLE_NAMES: tuple[str, ...] = tuple(a.table.name for a in AGGREGATES)
 
@@ -193,7 +188,7 @@ def _expected(conn: Connection, aggregate: _Aggregate) -> Any:
     A mentor belongs to one organisation (as in ``mentors``); grouping by it as
     well only carries it along.
     """
-    queries = ledger_aggregates(conn, activity_ledger, true(), count_label="expected_count")
+    queries = ledger_aggregates(conn, tables.activity_ledger, true(), count_label="expected_count")
     return queries[aggregate.table.name].cte("expected")
 
 

@@ -65,24 +65,21 @@ class RawCriterion(_Criterion):
     raw: Any = None
 
 
-class AllOfCriterion(_Criterion):
+class _Composite(_Criterion):
+    criteria: tuple[Criteria, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _depth(self) -> Self:
+        _check_depth(self)
+        return self
+
+
+class AllOfCriterion(_Composite):
     type: Literal["all_of"]
-    criteria: tuple[Criteria, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _depth(self) -> Self:
-        _check_depth(self)
-        return self
 
 
-class AnyOfCriterion(_Criterion):
+class AnyOfCriterion(_Composite):
     type: Literal["any_of"]
-    criteria: tuple[Criteria, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _depth(self) -> Self:
-        _check_depth(self)
-        return self
 
 
 Criteria = Annotated[
@@ -95,18 +92,19 @@ Criteria = Annotated[
     | RawCriterion,
     Field(discriminator="type"),
 ]
+_Composite.model_rebuild()
 AllOfCriterion.model_rebuild()
 AnyOfCriterion.model_rebuild()
 CRITERIA_ADAPTER: TypeAdapter[Criteria] = TypeAdapter(Criteria)
 
 
-def _nesting(criteria: Criteria) -> int:
-    if isinstance(criteria, AllOfCriterion | AnyOfCriterion):
+def _nesting(criteria: Criteria | _Composite) -> int:
+    if isinstance(criteria, _Composite):
         return 1 + max(_nesting(c) for c in criteria.criteria)
     return 0
 
 
-def _check_depth(criteria: AllOfCriterion | AnyOfCriterion) -> None:
+def _check_depth(criteria: _Composite) -> None:
     if _nesting(criteria) > MAX_NESTING:
         raise ValueError(f"all_of/any_of may be nested at most {MAX_NESTING} deep")
 

@@ -9,6 +9,7 @@ starting ``start_date`` and stops at local midnight ending ``end_date``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from enum import IntEnum
 from typing import Self
@@ -144,3 +145,16 @@ def highest_eligible_tier(
         t.level for t in tiers if assignments >= t.min_assignments and streak >= t.min_streak
     ]
     return max(eligible, default=None)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A tier assignment that just reached a higher ``tier`` (the mentor is told)."""
+
+    assignment_id: UUID
+    peer_mentor_id: UUID
+    organisation_id: UUID
+    award_period_id: UUID
+    award_period_name: str
+    tier: TierLevel
+    assigned_at: datetime

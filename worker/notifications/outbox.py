@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from schema.tables import notification_outbox
 from worker.badges.awards import EarnedBadge
 from worker.db.sql import insert_for
-from worker.model.tiers import TierLevel
+from worker.model.tiers import Promotion
 from worker.notifications.dispatch import dispatch_after_commit
 from worker.notifications.types import (
     BADGE_EARNED,
@@ -62,28 +62,19 @@ def badge_earned(earned: EarnedBadge) -> Notification:
     )
 
 
-def tier_promoted(
-    *,
-    assignment_id: UUID,
-    tier: TierLevel,
-    organisation_id: UUID,
-    peer_mentor_id: UUID,
-    award_period_id: UUID,
-    award_period_name: str,
-    assigned_at: datetime,
-) -> Notification:
-    """The ``tier_promoted`` notification of a tier assignment reaching ``tier``."""
+def tier_promoted(p: Promotion) -> Notification:
+    """The ``tier_promoted`` notification of a promotion."""
     return Notification(
         TIER_PROMOTED,
-        f"{TIER_PROMOTED}:{assignment_id}:{int(tier)}",
-        organisation_id,
-        peer_mentor_id,
+        f"{TIER_PROMOTED}:{p.assignment_id}:{int(p.tier)}",
+        p.organisation_id,
+        p.peer_mentor_id,
         {
-            "tier": tier.label,
-            "tier_level": int(tier),
-            "award_period_id": str(award_period_id),
-            "award_period_name": award_period_name,
-            "assigned_at": assigned_at.isoformat(),
+            "tier": p.tier.label,
+            "tier_level": int(p.tier),
+            "award_period_id": str(p.award_period_id),
+            "award_period_name": p.award_period_name,
+            "assigned_at": p.assigned_at.isoformat(),
         },
     )
 

@@ -39,13 +39,12 @@ from worker.core.clock import SystemClock
 from worker.core.models import FrozenModel
 from worker.core.settings import Settings, get_settings
 from worker.db.engine import get_engine
-from worker.db.locks import try_lock_job
 from worker.db.unit_of_work import unit_of_work
 from worker.notifications import delivery
 from worker.notifications.delivery import NO_GATEWAY_REASON, Delivery
 from worker.notifications.gateway import PushGateway, retry_delay
 from worker.notifications.relay import DEFAULT_BATCH_SIZE, claim_undispatched
-from worker.tasks.common import TRANSIENT_ERRORS
+from worker.tasks.common import TRANSIENT_ERRORS, locked_job
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +186,8 @@ def relay_outbox() -> int:
     settings = get_settings()
     total = 0
     for _ in range(MAX_RELAY_BATCHES):
-        with unit_of_work() as conn:
-            if not try_lock_job(conn, RELAY_JOB):
-                log.info("outbox relay already running elsewhere")
+        with locked_job(RELAY_JOB) as conn:
+            if conn is None:
                 return total
             refs = claim_undispatched(
                 conn,

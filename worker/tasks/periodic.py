@@ -15,16 +15,13 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
-
 from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.models import FrozenModel
 from worker.core.settings import get_settings
 from worker.db.engine import get_engine
-from worker.db.locks import try_lock_job
-from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.reconcile import run_reconcile
+from worker.tasks.common import locked_job, parse_message
 from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 
 log = logging.getLogger(__name__)
@@ -52,9 +49,8 @@ def run_tier_reevaluation(
     dispatched after the commit.
     """
     settings = get_settings()
-    with unit_of_work() as conn:
-        if not try_lock_job(conn, JOB_NAME):
-            log.info("tier re-evaluation: another run holds the lock; skipped")
+    with locked_job(JOB_NAME) as conn:
+        if conn is None:
             return None
         result = reevaluate_tiers(
             conn,
@@ -69,12 +65,8 @@ def run_tier_reevaluation(
 @app.task(name="badges.reevaluate_tiers")
 def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Re-evaluate tiers in every currently active award period (incremental)."""
-    try:
-        if args:
-            raise ValueError("no positional arguments allowed")
-        message = ReevaluateTiersMessage.model_validate(kwargs)
-    except (ValueError, ValidationError) as exc:
-        log.error("badges.reevaluate_tiers: invalid message %r: %s", kwargs or args, exc)
+    message = parse_message("badges.reevaluate_tiers", ReevaluateTiersMessage, args, kwargs)
+    if message is None:
         return {"invalid": True}
     result = run_tier_reevaluation(organisation_id=message.organisation_id, full=message.full)
     if result is None:
@@ -90,12 +82,8 @@ def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name="badges.reconcile")
 def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Recompute stats from the ledger, repair drift, report the drifted row count."""
-    try:
-        if args:
-            raise ValueError("no positional arguments allowed")
-        message = ReconcileMessage.model_validate(kwargs)
-    except (ValueError, ValidationError) as exc:
-        log.error("badges.reconcile: invalid message %r: %s", kwargs or args, exc)
+    message = parse_message("badges.reconcile", ReconcileMessage, args, kwargs)
+    if message is None:
         return {"invalid": True}
     report = run_reconcile(get_engine(), clock=SystemClock(), repair=message.repair)
     if report.skipped:

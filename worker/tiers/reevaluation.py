@@ -55,8 +55,8 @@ from worker.core.models import batches
 from worker.core.settings import get_settings
 from worker.db.sql import insert_for, new_uuid
 from worker.model.tier_rules import config_fingerprint
-from worker.model.tiers import RecognitionTier, TierAwardPeriod, TierLevel
-from worker.notifications.outbox import Notification, notify_awards, tier_promoted, write_outbox
+from worker.model.tiers import Promotion, RecognitionTier, TierAwardPeriod, TierLevel
+from worker.notifications.outbox import notify_awards, tier_promoted, write_outbox
 from worker.notifications.types import OutboxRef
 from worker.tiers.followup import (
     award_tier_badge,
@@ -70,17 +70,6 @@ log = logging.getLogger(__name__)
 
 #: Name of the periodic job's advisory lock (``worker.db.engine.try_lock_job``).
 JOB_NAME = "reevaluate_tiers"
-
-
-@dataclass(frozen=True)
-class Promotion:
-    assignment_id: UUID
-    peer_mentor_id: UUID
-    organisation_id: UUID
-    award_period_id: UUID
-    award_period_name: str
-    tier: TierLevel
-    assigned_at: datetime
 
 
 @dataclass
@@ -164,9 +153,7 @@ def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierR
     if not run.promotions:
         return
     period = run.period
-    result.outbox += write_outbox(
-        conn, [promotion_notification(p) for p in run.promotions], now=now
-    )
+    result.outbox += write_outbox(conn, [tier_promoted(p) for p in run.promotions], now=now)
     definitions = tier_definitions(conn, period.organisation_id)
     for definition in definitions:
         if is_plain_tier(definition):
@@ -304,17 +291,4 @@ def _record_run(
             index_elements=[tier_evaluation_runs.c.award_period_id],
             set_={k: stmt.excluded[k] for k in values if k != "award_period_id"},
         )
-    )
-
-
-def promotion_notification(p: Promotion) -> Notification:
-    """The ``tier_promoted`` notification of one promotion."""
-    return tier_promoted(
-        assignment_id=p.assignment_id,
-        tier=p.tier,
-        organisation_id=p.organisation_id,
-        peer_mentor_id=p.peer_mentor_id,
-        award_period_id=p.award_period_id,
-        award_period_name=p.award_period_name,
-        assigned_at=p.assigned_at,
     )

@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import Connection, select
 
 from schema.tables import award_periods, recognition_tiers
-from worker.model.tiers import RecognitionTier, TierAwardPeriod, TierLevel
+from worker.model.tiers import RecognitionTier, TierAwardPeriod
 
 
 def active_periods(
@@ -32,24 +32,12 @@ def active_periods(
 
 
 def period_from_row(row: Any) -> TierAwardPeriod:
-    return TierAwardPeriod(
-        id=row.id,
-        organisation_id=row.organisation_id,
-        name=row.name,
-        start_date=row.start_date,
-        end_date=row.end_date,
-        is_active=row.is_active,
-    )
+    return TierAwardPeriod.model_validate(row, from_attributes=True)
 
 
 def tier_from_row(row: Any) -> RecognitionTier:
-    return RecognitionTier(
-        organisation_id=row.organisation_id,
-        level=TierLevel(row.level),
-        min_assignments=row.min_assignments,
-        min_streak=row.min_streak,
-        activity_types=tuple(row.activity_types or ()),
-    )
+    fields = {name: getattr(row, name) for name in RecognitionTier.model_fields}
+    return RecognitionTier.model_validate({**fields, "activity_types": row.activity_types or ()})
 
 
 def load_tiers(conn: Connection, organisation_ids: Iterable[UUID]) -> list[RecognitionTier]:

@@ -63,6 +63,9 @@ class EarnedInYear(FrozenModel):
     earned_at: datetime
 
 
+_IN_YEAR = set(EarnedInYear.model_fields)
+
+
 class BadgeProgress(FrozenModel):
     """Progress towards one badge not yet earned, e.g. 7 of 10 activities."""
 
@@ -142,13 +145,7 @@ def year_summary(
         eligibility=eligibility,
         progress_to_next_tier=0.0 if eligibility is None else eligibility.progress_to_next_tier,
         badges=tuple(
-            EarnedInYear(
-                id=e.id,
-                badge_definition_id=e.badge_definition_id,
-                code=e.code,
-                name=e.name,
-                earned_at=e.earned_at,
-            )
+            EarnedInYear.model_validate(e.model_dump(include=_IN_YEAR))
             for e in earned
             if _local_year(e, tz) == year
         ),

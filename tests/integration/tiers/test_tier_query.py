@@ -39,7 +39,7 @@ from worker.model.tier_rules import DailyCount, type_filters, window_stats
 from worker.model.tiers import RecognitionTier, TierAwardPeriod, highest_eligible_tier
 from worker.notifications import outbox
 from worker.tiers.query import MASK_WEEKS, highest_tiers, week_span
-from worker.tiers.reevaluation import promotion_notification, reevaluate_tiers
+from worker.tiers.reevaluation import reevaluate_tiers
 
 JUNE = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 TYPES = ("peer_session", "call", "group_meeting")
@@ -363,7 +363,7 @@ def test_set_based_outbox_rows_equal_the_per_row_writer(any_conn: Connection) ->
     any_conn.execute(
         delete(notification_outbox).where(notification_outbox.c.organisation_id == org)
     )
-    per_row_items = [promotion_notification(p) for p in run.promotions]
+    per_row_items = [outbox.tier_promoted(p) for p in run.promotions]
     per_row_items += [outbox.badge_earned(e) for e in run.awarded]
     outbox._write_rows(any_conn, per_row_items, now=JUNE, backfill=False)
     per_row = {k: _outbox(any_conn, org, k) for k in ("tier_promoted", "badge_earned")}
