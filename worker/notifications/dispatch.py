@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, select, update
 
 from schema.tables import notification_outbox
 from worker.core.clock import SystemClock
@@ -82,7 +83,14 @@ def dispatch_outbox(refs: Sequence[OutboxRef], *, engine: Engine | None = None) 
     if _sender is None:
         log.warning("no broker in this process: %d outbox row(s) left to the relay", len(refs))
         return
-    sent: list[UUID] = []
+    # Stamped *before* sending, in a short transaction of its own: once a
+    # message is out, its delivery task updates the same rows, and stamping
+    # afterwards could deadlock with it.  A batch the broker refuses is
+    # un-stamped; one lost to a crash right here is re-sent by the relay after
+    # its grace period, like any row whose dispatch never happened.
+    stamped_at = SystemClock().now()
+    _stamp(engine, [ref.id for ref in refs], stamped_at)
+    refused: list[UUID] = []
     for channel, task_name in DELIVERY_TASKS.items():
         ids = [ref.id for ref in refs if ref.channel is channel]
         for start in range(0, len(ids), DISPATCH_BATCH):
@@ -95,12 +103,27 @@ def dispatch_outbox(refs: Sequence[OutboxRef], *, engine: Engine | None = None) 
                     len(batch),
                     channel.value,
                 )
-                continue
-            sent += batch
-    if sent:
-        with unit_of_work(engine) as conn:
-            conn.execute(
-                update(notification_outbox)
-                .where(in_values(conn, notification_outbox.c.id, sent))
-                .values(dispatched_at=SystemClock().now())
-            )
+                refused += batch
+    if refused:
+        _stamp(engine, refused, None, only_if=stamped_at)
+
+
+def _stamp(
+    engine: Engine | None,
+    ids: list[UUID],
+    at: datetime | None,
+    *,
+    only_if: datetime | None = None,
+) -> None:
+    """Set ``dispatched_at`` of ``ids`` (rows locked in id order: no deadlock between stampers)."""
+    t = notification_outbox.c
+    with unit_of_work(engine) as conn:
+        locked = select(t.id).where(in_values(conn, t.id, sorted(ids))).order_by(t.id)
+        if only_if is not None:
+            locked = locked.where(t.dispatched_at == only_if)
+        locked = locked.with_for_update()
+        conn.execute(
+            update(notification_outbox)
+            .where(t.id.in_(locked.scalar_subquery()))
+            .values(dispatched_at=at)
+        )
