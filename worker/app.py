@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_process_init
+from worker.observability.metrics_env import prepare_multiprocess_dir
+
+# Before anything imports prometheus_client, and before the pool forks.
+prepare_multiprocess_dir()
+
+from celery import Celery  # noqa: E402
+from celery.signals import worker_process_init  # noqa: E402
 
 app = Celery("badges")
 app.config_from_object("celeryconfig")

@@ -12,6 +12,7 @@ Outbox rows are dispatched after commit.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from worker.core.settings import get_settings
 from worker.db.engine import get_engine, try_lock_job, unit_of_work
 from worker.ingestion.reconcile import run_reconcile
 from worker.tasks.common import dispatch_outbox
+from worker.tasks.observability import job_succeeded
 from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ def run_tier_reevaluation(
 @app.task(name="badges.reevaluate_tiers")
 def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Re-evaluate tiers in every currently active award period (incremental)."""
+    started = time.monotonic()
     try:
         if args:
             raise ValueError("no positional arguments allowed")
@@ -82,6 +85,7 @@ def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     result = run_tier_reevaluation(organisation_id=message.organisation_id, full=message.full)
     if result is None:
         return {"skipped": True}
+    job_succeeded("reevaluate_tiers", started=started)
     return {
         "periods": len(result.periods),
         "mentors_evaluated": sum(p.mentors_evaluated for p in result.periods),
@@ -93,6 +97,7 @@ def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name="badges.reconcile")
 def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Recompute stats from the ledger, repair drift, report the drifted row count."""
+    started = time.monotonic()
     try:
         if args:
             raise ValueError("no positional arguments allowed")
@@ -104,6 +109,7 @@ def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     if report.skipped:
         return {"skipped": True}
     dispatch_outbox(report.outbox)
+    job_succeeded("reconcile", started=started)
     if report.total:
         log.warning("reconcile: repaired %d drifted row(s): %s", report.total, report.drifted)
     return {"drifted": report.total, "by_table": report.drifted}
