@@ -46,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="badges", description="Peer-mentor recognition: badges and tiers from activity events."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {package_version()}"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )

@@ -60,7 +60,14 @@ class IngestResult:
     award_conflicts: int = 0  # awards the unique constraint caught (a race past the locks)
 
     def merge(self, other: IngestResult) -> None:
-        for name in ("received", "applied", "duplicates", "stale", "quarantined", "award_conflicts"):
+        for name in (
+            "received",
+            "applied",
+            "duplicates",
+            "stale",
+            "quarantined",
+            "award_conflicts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.awarded += other.awarded
         self.revoked += other.revoked

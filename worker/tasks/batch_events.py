@@ -54,9 +54,7 @@ def send_failed(requests: Sequence[Any], exc: BaseException | Any) -> None:
         request.send_event("task-failed", exception=saferepr(exc, 1024), traceback=None)
 
 
-def run_with_signals(
-    task: Any, items: Sequence[Any], call: Callable[[], Any]
-) -> Any:
+def run_with_signals(task: Any, items: Sequence[Any], call: Callable[[], Any]) -> Any:
     """Run ``call()`` (the batch) between per-message prerun and postrun/success/failure signals.
 
     ``items`` carry ``task_id``, ``args`` and ``kwargs`` (a

@@ -157,12 +157,27 @@ def record_ingest(result: IngestResult, items: list[BatchItem], *, seconds: floa
     metrics.observe_batch(seconds)
     metrics.observe_event_ages([_payload(i) for i in items], committed_at=SystemClock().now())
     for badge in result.awarded:
+        mentor = str(badge.peer_mentor_id)
         log.info(
             "awarded %s to mentor %s",
             badge.code,
-            badge.peer_mentor_id,
-            extra={"peer_mentor_id": str(badge.peer_mentor_id), "badge_code": badge.code},
+            mentor,
+            extra={
+                "peer_mentor_id": mentor,
+                "badge_code": badge.code,
+                # The mentor's events in this batch: what a missing badge is traced by.
+                "event_ids": [
+                    event_id_of(p)
+                    for p in map(_payload, items)
+                    if _mentor_of(p) == mentor and event_id_of(p)
+                ],
+            },
         )
+
+
+def _mentor_of(payload: Any) -> str | None:
+    activity = payload.get("activity") if isinstance(payload, dict) else None
+    return str(activity.get("peer_mentor_id")) if isinstance(activity, dict) else None
 
 
 def job_succeeded(job: str, *, started: float) -> None:
