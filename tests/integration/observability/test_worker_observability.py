@@ -100,13 +100,17 @@ def test_events_metrics_json_logs_and_heartbeat_of_a_batched_stream(
         },
     )
     port, heartbeat = _free_port(), tmp_path / "worker.alive"
+    # A queue of its own: the session's shared worker must not take any of these messages.
+    queue = f"observed-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(
         concurrency=2,
+        queues=queue,
         env={
             "WORKER_METRICS_PORT": str(port),
             "WORKER_HEARTBEAT_FILE": str(heartbeat),
             "LOG_FORMAT": "json",
             "INGEST_FLUSH_INTERVAL_S": "0.5",
+            "INGEST_BATCH_SIZE": "10",  # a stream of several batches
         },
     )
     stopped = False
@@ -124,7 +128,7 @@ def test_events_metrics_json_logs_and_heartbeat_of_a_batched_stream(
         duplicate = events[0]
         with app.producer_or_acquire() as producer:
             task_ids = [
-                app.send_task(TASK_NAME, kwargs={"event": e}, producer=producer).id
+                app.send_task(TASK_NAME, kwargs={"event": e}, queue=queue, producer=producer).id
                 for e in [*events, duplicate]
             ]
         succeeded = wait_for(
@@ -150,7 +154,7 @@ def test_events_metrics_json_logs_and_heartbeat_of_a_batched_stream(
         assert written == 4
         assert _metric(scrape, "badges_awards_total", source="evaluation") == written
         assert _metric(scrape, "badges_award_conflicts_total") == 0
-        assert _metric(scrape, "badges_batch_seconds_count") >= 1
+        assert _metric(scrape, "badges_batch_seconds_count") >= 3
         assert _metric(scrape, "badges_event_age_seconds_count") == len(task_ids)
 
         lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
@@ -165,7 +169,7 @@ def test_events_metrics_json_logs_and_heartbeat_of_a_batched_stream(
         }
         assert {e["event_id"] for e in events} <= logged_events
         batch_lines = [line for line in lines if line["message"].startswith("ingested batch")]
-        assert batch_lines and all("task_ids" in b or "task_id" in b for b in batch_lines)
+        assert len(batch_lines) >= 3 and all("task_ids" in b or "task_id" in b for b in batch_lines)
 
         first_touch = heartbeat.stat().st_mtime
         wait_for(
