@@ -7,15 +7,20 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
-from schema.tables import mentor_activity_counts, processed_events, quarantined_events
+from schema.tables import mentor_activity_counts, metadata, processed_events, quarantined_events
 from tests.helpers import badge, saved_event, threshold
 from tests.integration.conftest import apply, organisation
 from worker.cli import main
 from worker.core.clock import SystemClock
 from worker.db.engine import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
+
+
+def _truncate(engine: Engine) -> None:
+    with engine.begin() as c:
+        c.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -36,6 +41,7 @@ def _listed(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
 def test_replay_after_the_organisation_was_configured(
     clean_db: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _truncate(clean_db)  # earlier tests may have committed rows (``--all``/``list`` see all)
     org, mentor = uuid.uuid4(), uuid.uuid4()
     events = [saved_event(org=org, mentor=mentor) for _ in range(2)]
     with unit_of_work() as conn:
