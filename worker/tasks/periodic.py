@@ -23,6 +23,7 @@ from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
 from worker.db.engine import get_engine, try_lock_job, unit_of_work
 from worker.ingestion.reconcile import run_reconcile
+from worker.observability.metrics import record_awards
 from worker.tasks.common import dispatch_outbox
 from worker.tasks.observability import job_succeeded
 from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
@@ -85,6 +86,7 @@ def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     result = run_tier_reevaluation(organisation_id=message.organisation_id, full=message.full)
     if result is None:
         return {"skipped": True}
+    record_awards("evaluation", len(result.awarded))
     job_succeeded("reevaluate_tiers", started=started)
     return {
         "periods": len(result.periods),
@@ -109,6 +111,7 @@ def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     if report.skipped:
         return {"skipped": True}
     dispatch_outbox(report.outbox)
+    record_awards("evaluation", len(report.awarded))
     job_succeeded("reconcile", started=started)
     if report.total:
         log.warning("reconcile: repaired %d drifted row(s): %s", report.total, report.drifted)
