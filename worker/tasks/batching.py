@@ -133,7 +133,12 @@ class BatchTask(Task):  # type: ignore[misc]
 
             def on_error(exc: Any) -> None:
                 # The pool process died or the call failed: hand the messages back.
-                log.error("batch of %d failed in the pool (%r); requeueing", len(requests), exc)
+                log.error(
+                    "batch of %d failed in the pool (%r); requeueing",
+                    len(requests),
+                    exc,
+                    extra={"task_ids": [r.id for r in requests]},
+                )
                 send_failed(requests, exc)
                 for r in requests:
                     r.reject(requeue=True)

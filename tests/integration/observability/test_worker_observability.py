@@ -138,6 +138,8 @@ def test_events_metrics_json_logs_and_heartbeat_of_a_batched_stream(
         )
         received = {e["uuid"] for e in event_log.of("task-received")}
         assert set(task_ids) <= received
+        # The producer's side too (task_send_sent_event), as Flower shows it.
+        assert set(task_ids) <= {e["uuid"] for e in event_log.of("task-sent")}
         assert succeeded == set(task_ids)
         names = {e.get("name") for e in event_log.of("task-received") if e["uuid"] in task_ids}
         assert names == {TASK_NAME}
