@@ -23,6 +23,8 @@ Choices, and why:
   expire after one interval, so a stopped worker does not come back to a pile
   of identical runs.  Every periodic job takes an advisory lock and writes
   idempotently, so a second beat process by mistake is harmless.
+* **Task events on** (``worker_send_task_events``, ``task_send_sent_event``):
+  monitoring tools see every message, batched ones included.
 * **Embedded default**: kombu's ``filesystem://`` transport in the local data
   directory; it works across processes (producer and worker share the folder)
   and needs no server.  Results are never stored: tasks write to the database.
@@ -53,6 +55,8 @@ if _settings.broker_url is None:
         "data_folder_out": str(_settings.broker_folder / "queue"),
         "processed_folder": str(_settings.broker_folder / "processed"),
         "store_processed": False,
+        # Fanout bindings (task events, remote control) stay in the data directory too.
+        "control_folder": str(_settings.broker_folder / "control"),
     }
 else:
     broker_transport_options = {
@@ -89,6 +93,15 @@ timezone = _settings.timezone
 enable_utc = True
 imports = ("worker.tasks",)
 worker_hijack_root_logger = True
+
+# Task events (what Flower and celery-exporter read): on, per message even when
+# ingestion batches them (worker/tasks/batch_events.py).
+worker_send_task_events = True
+task_send_sent_event = True
+
+# Beat: heartbeat file and schedule state under the data directory (worker/tasks/beat.py).
+beat_scheduler = "worker.tasks.beat:HeartbeatScheduler"
+beat_schedule_filename = str(_settings.beat_schedule_file)
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

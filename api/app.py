@@ -8,6 +8,7 @@ browsable at ``/docs``.
 
 from __future__ import annotations
 
+import logging.config
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,6 +27,7 @@ from api.identity import TokenVerifier
 from api.metrics import RequestMetricsMiddleware, build_registry
 from worker.core.clock import Clock, SystemClock
 from worker.core.settings import get_settings
+from worker.observability.logging import uvicorn_log_config
 
 API_VERSION = "1.0.0"
 
@@ -97,6 +99,9 @@ def _problem_media_type_only(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+if get_settings().log_format == "json":
+    # uvicorn set up its loggers before importing the app; send them through the JSON handler.
+    logging.config.dictConfig(uvicorn_log_config("json"))
 app = create_app()
 
 

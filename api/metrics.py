@@ -28,7 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import broker
 from api.context import ApiContext
-from schema.tables import earned_badges, notification_outbox
+from schema.tables import earned_badges, notification_outbox, quarantined_events
+from worker.core.clock import as_utc
+from worker.observability.job_runs import JOBS, last_successes
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,53 @@ class SystemStateCollector(Collector):
                 ).group_by(notification_outbox.c.channel, notification_outbox.c.state)
             ):
                 outbox.add_metric([channel, state], count)
-        return [earned, outbox]
+            extra = self._backlog(conn)
+        return [earned, outbox, *extra]
+
+    def _backlog(self, conn: Any) -> list[Metric]:
+        """Outbox backlog and age, dead letters, quarantine size, periodic job successes."""
+        now = self.context.clock.now()
+        waiting = notification_outbox.c.state.in_(("pending", "failed"))
+        count, oldest = conn.execute(
+            select(func.count(), func.min(notification_outbox.c.created_at)).where(waiting)
+        ).one()
+        backlog = GaugeMetricFamily(
+            "badges_outbox_backlog", "Outbox rows waiting for delivery (pending or failed)"
+        )
+        backlog.add_metric([], count)
+        age = GaugeMetricFamily(
+            "badges_outbox_oldest_pending_age_seconds",
+            "Age of the oldest outbox row waiting for delivery (0 when none waits)",
+        )
+        age.add_metric([], (now - as_utc(oldest)).total_seconds() if oldest else 0.0)
+        dead = GaugeMetricFamily(
+            "badges_dead_letters", "Outbox rows that exhausted their attempts (state dead)"
+        )
+        dead.add_metric(
+            [],
+            conn.execute(
+                select(func.count()).where(notification_outbox.c.state == "dead")
+            ).scalar_one(),
+        )
+        quarantined = GaugeMetricFamily(
+            "badges_quarantined_events", "Quarantined events not replayed yet"
+        )
+        quarantined.add_metric(
+            [],
+            conn.execute(
+                select(func.count()).where(quarantined_events.c.replayed_at.is_(None))
+            ).scalar_one(),
+        )
+        jobs = GaugeMetricFamily(
+            "badges_job_last_success_timestamp_seconds",
+            "Unix time of each periodic job's last successful run (0: never)",
+            labels=["job"],
+        )
+        successes = last_successes(conn)
+        for job in JOBS:
+            at = successes.get(job)
+            jobs.add_metric([job], as_utc(at).timestamp() if at else 0.0)
+        return [backlog, age, dead, quarantined, jobs]
 
     def _queues(self) -> Metric:
         depth = GaugeMetricFamily(

@@ -1,4 +1,11 @@
-"""``/health`` (database and broker reachable, with timings) and ``/metrics``."""
+"""Probes and metrics: ``/livez``, ``/readyz``, ``/health`` and ``/metrics``.
+
+``/livez`` answers while the process serves requests and touches nothing
+else, so a database outage never makes an orchestrator restart healthy web
+processes; ``/readyz`` (and ``/health``, its older name with timings)
+answers 200 only when PostgreSQL and the broker answer, so traffic is routed
+away from a process that cannot serve it.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,24 @@ def _timed(probe: Callable[[], object]) -> Check:
         return Check(status="error", duration_ms=round(elapsed, 3), error=type(exc).__name__)
     elapsed = (time.perf_counter() - started) * 1000
     return Check(status="ok", duration_ms=round(elapsed, 3))
+
+
+@router.get(
+    "/livez",
+    summary="Liveness: the process serves requests (touches no dependency; no token needed)",
+)
+def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="Readiness: the database and the broker answer (no token needed)",
+    responses={503: {"model": Health, "description": "A dependency is unreachable"}},
+)
+def readyz(context: Context) -> JSONResponse:
+    return health(context)
 
 
 @router.get(

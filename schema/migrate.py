@@ -44,3 +44,15 @@ def current_revision(engine: Engine) -> str | None:
         from sqlalchemy import text
 
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def pending_revisions(engine: Engine, revision: str = HEAD) -> list[tuple[str, str]]:
+    """``(revision, first docstring line)`` of each migration ``upgrade`` would apply, in order."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(
+        alembic_config(engine.url.render_as_string(hide_password=False))
+    )
+    current = current_revision(engine)
+    steps = script.iterate_revisions(revision, current or "base")
+    return [(s.revision, (s.doc or "").strip().splitlines()[0]) for s in reversed(list(steps))]

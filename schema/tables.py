@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -275,6 +276,17 @@ quarantined_events = Table(
     Column("raw_payload", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("received_at", Timestamp, nullable=False),
+    # Set when ``badges quarantine replay`` fed the event through ingestion successfully.
+    Column("replayed_at", Timestamp),
+)
+
+#: The last successful run of each periodic job (exported by the web ``/metrics``).
+periodic_job_runs = Table(
+    "periodic_job_runs",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("last_success_at", Timestamp, nullable=False),
+    Column("last_duration_s", Float, nullable=False),
 )
 
 #: One row per award period: what the last tier re-evaluation of it saw.  The

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_process_init
-from kombu.exceptions import OperationalError as BrokerError
+from worker.observability.metrics_env import prepare_multiprocess_dir
 
-from worker.notifications.dispatch import SendFailed, use_sender
+# Before anything imports prometheus_client, and before the pool forks.
+prepare_multiprocess_dir()
+
+from celery import Celery  # noqa: E402
+from celery.signals import worker_process_init  # noqa: E402
+from kombu.exceptions import OperationalError as BrokerError  # noqa: E402
+
+from worker.notifications.dispatch import SendFailed, use_sender  # noqa: E402
 
 app = Celery("badges")
 app.config_from_object("celeryconfig")

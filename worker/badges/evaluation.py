@@ -31,6 +31,8 @@ REVOKE_REASON = "criteria no longer met"
 class EvaluationResult:
     awarded: list[EarnedBadge] = field(default_factory=list)
     revoked: list[EarnedBadge] = field(default_factory=list)
+    #: Awards the unique constraint caught although the locked check said "not earned".
+    conflicts: int = 0
 
 
 def _needed_streaks(definitions: Collection[BadgeDefinition]) -> set[StreakKey]:
@@ -88,6 +90,7 @@ def evaluate_mentors(
         if (d.id, mentor) not in held and evaluate(d.criteria, snapshots[mentor])
     ]
     result.awarded = insert_awards(conn, to_award, now, source)
+    result.conflicts = len(to_award) - len(result.awarded)
     if recheck_revocable:
         result.revoked = _revoke_unmet(
             conn, {d.id: d for d in definitions}, snapshots, set(recheck_revocable), now

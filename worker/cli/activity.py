@@ -18,7 +18,9 @@ from worker.notifications.outbox import notify_awards
 
 def register(commands: Any) -> None:
     publish = commands.add_parser("publish", help="publish activity events from a JSON-lines file")
-    publish.add_argument("file", type=Path)
+    publish.add_argument(
+        "file", type=Path, help="JSON-lines file: one activity event object per line"
+    )
     publish.set_defaults(handler=publish_events)
 
     earned = commands.add_parser("earned", help="a mentor's earned badges")

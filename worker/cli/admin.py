@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from schema.migrate import upgrade
+from schema.migrate import current_revision, pending_revisions, upgrade
 from worker.cli.common import EXIT_OK, invalid, print_json
 from worker.configuration.apply import ApplyReport, apply_configuration
 from worker.configuration.schema import ConfigurationError, load_configuration_file
@@ -29,7 +29,9 @@ def register(commands: Any) -> None:
     apply = def_commands.add_parser(
         "apply", help="validate and apply a YAML or JSON file (all or nothing)"
     )
-    apply.add_argument("file", type=Path)
+    apply.add_argument(
+        "file", type=Path, help="YAML or JSON configuration (organisations, badges, tiers, periods)"
+    )
     apply.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
     apply.set_defaults(handler=definitions_apply)
 
@@ -41,8 +43,16 @@ def register(commands: Any) -> None:
 
 def db_upgrade(args: argparse.Namespace) -> int:
     engine = get_engine()
+    where = engine.url.render_as_string(hide_password=True)
+    pending = pending_revisions(engine)
     upgrade(engine)
-    print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+    for revision, title in pending:
+        print(f"applied migration {revision}: {title}")
+    state = f"now at revision {current_revision(engine)}"
+    if pending:
+        print(f"database at {where}: applied {len(pending)} migration(s), {state}")
+    else:
+        print(f"database at {where} was already up to date ({state}); nothing applied")
     return EXIT_OK
 
 

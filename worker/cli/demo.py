@@ -213,6 +213,12 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     progress = not args.json and sys.stderr.isatty()
+    if not get_settings().embedded:
+        print(
+            "badges: warning: the demo writes a sample organisation, its badges and a year of "
+            "activity into the configured database (it stays there)",
+            file=sys.stderr,
+        )
     result, _, _ = run_demo(
         mentors=args.mentors, seed=args.seed, timeout=args.timeout, progress=progress
     )
@@ -248,5 +254,15 @@ def print_summary(result: DemoResult) -> None:
     for mentor, codes in ranked:
         streak = result.longest_weekly_streak.get(mentor, 0)
         print(
-            f"  {str(mentor)[:8]}  streak {streak:>2} weeks  {len(codes)} badge(s): {', '.join(codes) or '-'}"
+            f"  {mentor}  streak {streak:>2} weeks  {len(codes)} badge(s): {', '.join(codes) or '-'}"
+        )
+    if ranked:
+        year = datetime.now(UTC).year
+        print(
+            f"\nTry next:  badges earned --mentor {ranked[0][0]}\n"
+            f"           badges summary --mentor {ranked[0][0]} --year {year}"
+        )
+    if not settings.embedded:
+        print(
+            f"\nNote: sample organisation {result.organisation_id} stays in the configured database."
         )

@@ -28,7 +28,7 @@ def register(commands: Any) -> None:
         "activities",
         help="import historical activities (JSON lines of activity objects), with full evaluation",
     )
-    activities.add_argument("file", type=Path)
+    activities.add_argument("file", type=Path, help="JSON-lines file: one activity object per line")
     activities.add_argument(
         "--chunk-size",
         type=int,

@@ -8,6 +8,7 @@ from typing import Any
 
 from worker.cli.common import EXIT_ERROR, EXIT_OK, CliError, invalid, parse_uuid, print_json
 from worker.core.clock import SystemClock
+from worker.core.settings import get_settings
 from worker.db.engine import get_engine
 from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.reconcile import TABLE_NAMES, ProgressCallback, ReconcileReport, run_reconcile
@@ -99,6 +100,12 @@ def print_summary(s: YearSummary) -> None:
             f"(activities {'met' if e.assignments_met else 'not met'}, "
             f"streak {'met' if e.streak_met else 'not met'})"
         )
+        if s.progress_to_next_tier >= 1:
+            print(
+                "  (tiers are assigned by the periodic re-evaluation, every "
+                f"{get_settings().tier_reevaluation_interval_s / 60:.0f} min; "
+                "`badges tiers evaluate` runs it now)"
+            )
     print(f"  badges earned in {s.year}: {len(s.badges)}")
     for b in s.badges:
         print(f"    {b.earned_at:%Y-%m-%d}  {b.code:<24} {b.name}")

@@ -18,6 +18,7 @@ from uuid import UUID, uuid5
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from worker.configuration.lines import Loader, with_lines
 from worker.core.models import FrozenModel
 from worker.core.validation import describe_validation_error
 from worker.model.criteria import RAW_WARNING, Criteria, contains_raw
@@ -207,9 +208,12 @@ def load_configuration_file(path: Path) -> Configuration:
     except OSError as exc:
         raise ConfigurationError([f"file: cannot read {path}: {exc.strerror}"]) from None
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigurationError(
             [f"file: {path} is not valid {path.suffix or 'YAML'}: {exc}"]
         ) from None
-    return validate_configuration(data)
+    try:
+        return validate_configuration(data)
+    except ConfigurationError as exc:  # JSON is YAML too: the same line lookup works
+        raise ConfigurationError(with_lines(exc.problems, text)) from None

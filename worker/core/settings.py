@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     #: (and worker clocks may differ), so the overlap must exceed the longest
     #: ingest transaction plus clock skew.  Re-evaluating a mentor twice is harmless.
     tier_reevaluation_overlap_s: float = Field(default=3600.0, ge=0)
+    #: ``text`` or ``json`` (one JSON object per line) for worker, beat, CLI and web.
+    log_format: Literal["text", "json"] = "text"
+    #: When set, each worker instance serves Prometheus metrics on this port.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: When set, the worker touches this file while its consumer is healthy ...
+    worker_heartbeat_file: Path | None = None
+    #: ... and beat touches this one on every scheduler tick.
+    beat_heartbeat_file: Path | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -109,6 +117,11 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """The shared folder of the filesystem transport (embedded default only)."""
         return (self.badges_data_dir / "broker").resolve()
+
+    @property
+    def beat_schedule_file(self) -> Path:
+        """Celery beat's state file, kept in the data directory rather than the current one."""
+        return (self.badges_data_dir / "celerybeat-schedule").resolve()
 
     def ensure_data_dir(self) -> None:
         if self.database_url is None or self.broker_url is None:

@@ -57,9 +57,17 @@ class IngestResult:
     awarded: list[EarnedBadge] = field(default_factory=list)
     revoked: list[EarnedBadge] = field(default_factory=list)
     outbox: list[OutboxRef] = field(default_factory=list)
+    award_conflicts: int = 0  # awards the unique constraint caught (a race past the locks)
 
     def merge(self, other: IngestResult) -> None:
-        for name in ("received", "applied", "duplicates", "stale", "quarantined"):
+        for name in (
+            "received",
+            "applied",
+            "duplicates",
+            "stale",
+            "quarantined",
+            "award_conflicts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.awarded += other.awarded
         self.revoked += other.revoked
@@ -116,6 +124,7 @@ def ingest_events(
     )
     result.awarded = evaluation.awarded
     result.revoked = evaluation.revoked
+    result.award_conflicts = evaluation.conflicts
     result.outbox = notify_awards(conn, evaluation.awarded, now=now, backfill=backfill)
     return result
 

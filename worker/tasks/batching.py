@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,15 @@ from celery import Task
 from celery.utils.imports import symbol_by_name
 from celery.worker.request import create_request_cls
 from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
+
+from worker.observability.context import bound
+from worker.tasks.batch_events import (
+    run_with_signals,
+    send_failed,
+    send_received,
+    send_started,
+    send_succeeded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,8 @@ def run_batch(task_name: str, items: list[BatchItem]) -> Any:
     from worker.app import app
 
     task = app.tasks[task_name]
-    return task.run_batch(items)
+    with bound(**task.log_fields(items)):
+        return run_with_signals(task, items, lambda: task.run_batch(items))
 
 
 class BatchTask(Task):  # type: ignore[misc]
@@ -62,6 +73,12 @@ class BatchTask(Task):  # type: ignore[misc]
 
     def run_batch(self, items: list[BatchItem]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def log_fields(self, items: list[BatchItem]) -> dict[str, Any]:
+        """Fields bound to every log line of the batch (one message: its own ``task_id``)."""
+        if len(items) == 1:
+            return {"task_id": items[0].task_id}
+        return {"task_ids": [i.task_id for i in items]}
 
     def Strategy(self, task: Task, app: Any, consumer: Any) -> Callable[..., None]:
         hostname = consumer.hostname
@@ -106,13 +123,23 @@ class BatchTask(Task):  # type: ignore[misc]
                 for r in requests
             ]
 
-            def on_done(_: Any) -> None:
+            started = time.monotonic()
+            send_started(requests)
+
+            def on_done(result: Any) -> None:
+                send_succeeded(requests, result=result, runtime=time.monotonic() - started)
                 for r in requests:
                     r.acknowledge()
 
             def on_error(exc: Any) -> None:
                 # The pool process died or the call failed: hand the messages back.
-                log.error("batch of %d failed in the pool (%r); requeueing", len(requests), exc)
+                log.error(
+                    "batch of %d failed in the pool (%r); requeueing",
+                    len(requests),
+                    exc,
+                    extra={"task_ids": [r.id for r in requests]},
+                )
+                send_failed(requests, exc)
                 for r in requests:
                     r.reject(requeue=True)
 
@@ -151,6 +178,7 @@ class BatchTask(Task):  # type: ignore[misc]
                 decoded=decoded,
                 utc=utc,
             )
+            send_received(request)
             if request.eta:
                 timer.call_at(request.eta, add, (request,))
                 return

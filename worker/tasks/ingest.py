@@ -30,8 +30,10 @@ from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import QUEUE, TASK_NAME
+from worker.observability.context import bound
 from worker.tasks.batching import BatchItem, BatchTask
 from worker.tasks.common import TRANSIENT_ERRORS
+from worker.tasks.observability import event_id_of, ingest_log_fields, record_ingest
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class IngestTask(BatchTask):
     def run_batch(self, items: list[BatchItem]) -> dict[str, int]:
         """Apply a batch of messages in one unit of work (see the module docstring)."""
         log.info("processing batch of %d", len(items))
+        started = time.perf_counter()
         result = IngestResult()
         wrong_shape = [i for i in items if i.args or set(i.kwargs) != {"event"}]
         if wrong_shape:
@@ -72,6 +75,7 @@ class IngestTask(BatchTask):
                 queue=next((i.queue for i in good if i.queue), QUEUE),
             )
             result.merge(_ingest_with_policy(incoming, retry=retry))
+        record_ingest(result, items, seconds=time.perf_counter() - started)
         log.info(
             "ingested batch of %d: applied %d, duplicates %d, stale %d, quarantined %d, awarded %d",
             len(items),
@@ -88,6 +92,9 @@ class IngestTask(BatchTask):
             "quarantined": result.quarantined,
             "awarded": len(result.awarded),
         }
+
+    def log_fields(self, items: list[BatchItem]) -> dict[str, Any]:
+        return ingest_log_fields(items)
 
 
 ingest_activity = app.register_task(IngestTask())
@@ -124,7 +131,8 @@ def _ingest_with_policy(incoming: list[IncomingEvent], *, retry: _Retry) -> Inge
             log.exception("batch of %d failed; processing its events one by one", len(incoming))
             result = IngestResult()
             for one in incoming:
-                result.merge(_ingest_with_policy([one], retry=retry))
+                with bound(task_id=one.task_id, event_id=event_id_of(one.payload)):
+                    result.merge(_ingest_with_policy([one], retry=retry))
             return result
         log.exception("ingesting event failed; quarantining it (task %s)", incoming[0].task_id)
         return _quarantine(incoming, f"processing failed: {type(exc).__name__}: {exc}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from typing import Any
 from uuid import UUID
@@ -44,7 +45,9 @@ from worker.notifications import delivery
 from worker.notifications.delivery import NO_GATEWAY_REASON, Delivery
 from worker.notifications.gateway import PushGateway, retry_delay
 from worker.notifications.relay import DEFAULT_BATCH_SIZE, claim_undispatched
+from worker.observability.metrics import record_notifications
 from worker.tasks.common import TRANSIENT_ERRORS, locked_job
+from worker.tasks.observability import job_succeeded
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +166,13 @@ def _push_one(settings: Settings, outbox_id: UUID) -> Delivery:
         )
     else:
         log.info("push %s: %s", outbox_id, attempt.delivery)
+    record_notifications("push", [attempt.delivery.value])
     return attempt.delivery
 
 
 def _summarise(channel: str, outcomes: dict[UUID, Delivery]) -> dict[str, int]:
     counts = dict(Counter(outcome.value for outcome in outcomes.values()))
+    record_notifications(channel.replace("-", "_"), (o.value for o in outcomes.values()))
     if len(outcomes) == 1:
         (outbox_id,) = outcomes
         log.info("%s %s: %s", channel, outbox_id, outcomes[outbox_id])
@@ -184,6 +189,7 @@ def relay_outbox() -> int:
     claims are safe with several relays anyway (``worker.notifications.relay``).
     """
     settings = get_settings()
+    started = time.monotonic()
     total = 0
     for _ in range(MAX_RELAY_BATCHES):
         with locked_job(RELAY_JOB) as conn:
@@ -200,6 +206,7 @@ def relay_outbox() -> int:
             break
     if total:
         log.warning("outbox relay re-sent %d notification(s)", total)
+    job_succeeded("relay_outbox", started=started)
     return total
 
 

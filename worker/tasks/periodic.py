@@ -12,6 +12,7 @@ Outbox rows are dispatched after commit.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +22,9 @@ from worker.core.models import FrozenModel
 from worker.core.settings import get_settings
 from worker.db.engine import get_engine
 from worker.ingestion.reconcile import run_reconcile
+from worker.observability.metrics import record_awards
 from worker.tasks.common import locked_job, parse_message
+from worker.tasks.observability import job_succeeded
 from worker.tiers.reevaluation import JOB_NAME, TierRun, reevaluate_tiers
 
 log = logging.getLogger(__name__)
@@ -65,12 +68,15 @@ def run_tier_reevaluation(
 @app.task(name="badges.reevaluate_tiers")
 def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Re-evaluate tiers in every currently active award period (incremental)."""
+    started = time.monotonic()
     message = parse_message("badges.reevaluate_tiers", ReevaluateTiersMessage, args, kwargs)
     if message is None:
         return {"invalid": True}
     result = run_tier_reevaluation(organisation_id=message.organisation_id, full=message.full)
     if result is None:
         return {"skipped": True}
+    record_awards("evaluation", len(result.awarded))
+    job_succeeded("reevaluate_tiers", started=started)
     return {
         "periods": len(result.periods),
         "mentors_evaluated": sum(p.mentors_evaluated for p in result.periods),
@@ -82,12 +88,15 @@ def reevaluate_tiers_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
 @app.task(name="badges.reconcile")
 def reconcile_task(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Recompute stats from the ledger, repair drift, report the drifted row count."""
+    started = time.monotonic()
     message = parse_message("badges.reconcile", ReconcileMessage, args, kwargs)
     if message is None:
         return {"invalid": True}
     report = run_reconcile(get_engine(), clock=SystemClock(), repair=message.repair)
     if report.skipped:
         return {"skipped": True}
+    record_awards("evaluation", len(report.awarded))
+    job_succeeded("reconcile", started=started)
     if report.total:
         log.warning("reconcile: repaired %d drifted row(s): %s", report.total, report.drifted)
     return {"drifted": report.total, "by_table": report.drifted}

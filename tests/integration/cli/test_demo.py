@@ -22,6 +22,8 @@ def test_demo_runs_on_the_embedded_default_and_awards_what_the_data_earns(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert (tmp_path / ".badges-data" / "badges.sqlite3").exists()
+    # Runtime files (broker control folder, worker log) stay in the data directory.
+    assert [p.name for p in tmp_path.iterdir()] == [".badges-data"]
     assert result["messages_published"] == (
         result["events_processed"] + result["duplicates_ignored"] + result["quarantined"]
     )

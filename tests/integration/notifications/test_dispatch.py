@@ -1,4 +1,4 @@
-"""``dispatch_outbox``: one delivery message per channel and batch, stamped after sending."""
+"""``dispatch_outbox``: one delivery message per channel and batch; refused batches left to the relay."""
 
 from __future__ import annotations
 
