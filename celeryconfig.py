@@ -83,6 +83,7 @@ task_routes = {
     "badges.relay_outbox": {"queue": MAINTENANCE_QUEUE},
     "badges.reevaluate_tiers": {"queue": MAINTENANCE_QUEUE},
     "badges.reconcile": {"queue": MAINTENANCE_QUEUE},
+    "badges.evaluate_definitions": {"queue": MAINTENANCE_QUEUE},
 }
 
 timezone = _settings.timezone

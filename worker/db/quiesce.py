@@ -41,7 +41,7 @@ def wait_for_running_transactions(
     deadline = time.monotonic() + timeout
     with engine.connect() as conn:
         # pg_stat_activity is read once per transaction: a new one per poll.
-        pending = set(conn.execute(_RUNNING).tuples())
+        pending = {(row[0], row[1]) for row in conn.execute(_RUNNING)}
         conn.rollback()
         while pending:
             if time.monotonic() > deadline:
@@ -53,6 +53,6 @@ def wait_for_running_transactions(
                 )
                 return False
             time.sleep(poll)
-            pending &= set(conn.execute(_RUNNING).tuples())
+            pending &= {(row[0], row[1]) for row in conn.execute(_RUNNING)}
             conn.rollback()
     return True
