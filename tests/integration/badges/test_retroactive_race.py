@@ -116,3 +116,14 @@ def test_events_committed_during_the_evaluation_are_neither_missed_nor_doubled(
     assert sorted(p["earned_badge_id"] for p in notified) == sorted(str(i) for _, i, _ in awards)
     backfill = sum(1 for _, _, source in awards if source == "backfill")
     assert backfill == result.badges[0].newly_earned == len(result.awarded)
+
+
+def test_the_evaluation_waits_for_transactions_running_when_it_starts(engine: Engine) -> None:
+    """Until a transaction open at the start ends, the wait cannot finish; then it does."""
+    from worker.db.quiesce import wait_for_running_transactions
+
+    with engine.connect() as other:
+        other.execute(select(func.count()).select_from(earned_badges))  # a transaction is open
+        assert wait_for_running_transactions(engine, timeout=0.3) is False
+        other.rollback()
+        assert wait_for_running_transactions(engine, timeout=60) is True
