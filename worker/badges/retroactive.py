@@ -331,7 +331,7 @@ def evaluate_chunk(
         awarded += _award(conn, d, chunk, bounds, now)
         if d.revocable:
             revoked.append((d.id, _revoke(conn, d, chunk, bounds, now)))
-    _audit(conn, awarded, action=BACKFILL_AWARD, reason=BACKFILL_REASON, now=now)
+    _audit_awards(conn, [b.id for b in awarded], now=now)
     return awarded, revoked
 
 
@@ -414,6 +414,39 @@ def _revoke(
     ]
     _audit(conn, lost, action="revoked", reason=REVOKE_REASON, now=now)
     return len(lost)
+
+
+def _audit_awards(conn: Connection, earned_ids: Sequence[UUID], *, now: datetime) -> None:
+    """One ``backfill_award`` audit row per new award, copied over in one statement."""
+    if not earned_ids:
+        return
+    e, a = earned_badges.c, badge_audit.c
+    conn.execute(
+        badge_audit.insert().from_select(
+            [
+                "action",
+                "earned_badge_id",
+                "badge_definition_id",
+                "peer_mentor_id",
+                "organisation_id",
+                "earned_at",
+                "reason",
+                "actor",
+                "recorded_at",
+            ],
+            select(
+                literal(BACKFILL_AWARD, a.action.type),
+                e.id,
+                e.badge_definition_id,
+                e.peer_mentor_id,
+                e.organisation_id,
+                e.earned_at,
+                literal(BACKFILL_REASON, a.reason.type),
+                literal(EVALUATION_ACTOR, a.actor.type),
+                literal(now, a.recorded_at.type),
+            ).where(in_values(conn, e.id, earned_ids)),
+        )
+    )
 
 
 def _audit(
