@@ -373,8 +373,9 @@ def _award(
         .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
         .returning(e.id, e.peer_mentor_id, e.earned_at)
     )
+    # Rows straight from the database: no need to validate them again.
     return [
-        EarnedBadge(
+        EarnedBadge.model_construct(
             id=row.id,
             badge_definition_id=d.id,
             code=d.code,
