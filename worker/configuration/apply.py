@@ -12,6 +12,7 @@ from schema.tables import award_periods, badge_definitions, organisations, recog
 from worker.configuration.schema import Configuration, ConfigurationError
 from worker.core.clock import Clock
 from worker.db.sql import upsert_changed
+from worker.model.criteria import contains_raw, parse_criteria
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,10 @@ def _stored(
 
 
 def _needs_evaluation(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
-    """Created, enabled, or criteria changed, and enabled now (disabling changes nothing)."""
-    if not after["enabled"]:
+    """Created, enabled, or criteria changed, and enabled now (disabling changes nothing).
+
+    ``raw`` criteria are manual-only: nothing to evaluate.
+    """
+    if not after["enabled"] or contains_raw(parse_criteria(after["criteria"])):
         return False
     return before is None or not before["enabled"] or before["criteria"] != after["criteria"]
