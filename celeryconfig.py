@@ -15,7 +15,7 @@ Choices, and why:
   is capped far below it (``max_retry_delay_s``) for the same reason.
 * **Queues**: ``activity_events`` for ingestion, ``notifications`` for
   delivery (slow pushes never hold up ingestion), ``maintenance`` for the
-  periodic jobs.
+  periodic jobs and the retroactive evaluation after a configuration write.
 * **Beat schedule** (``celery -A worker beat``): tier re-evaluation every
   ``TIER_REEVALUATION_INTERVAL_S`` (15 min), outbox relay every
   ``OUTBOX_RELAY_INTERVAL_S`` (30 s), reconcile nightly at
@@ -87,6 +87,7 @@ task_routes = {
     "badges.relay_outbox": {"queue": MAINTENANCE_QUEUE},
     "badges.reevaluate_tiers": {"queue": MAINTENANCE_QUEUE},
     "badges.reconcile": {"queue": MAINTENANCE_QUEUE},
+    "badges.evaluate_definitions": {"queue": MAINTENANCE_QUEUE},
 }
 
 timezone = _settings.timezone

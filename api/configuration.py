@@ -10,6 +10,7 @@ Their ``section[i].field: message`` lines are mapped back to body paths.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -17,9 +18,11 @@ from typing import Literal
 from api.auth import Principal, Role
 from api.context import ApiContext
 from api.problems import FieldProblem, body_path, forbidden, invalid
-from api.schemas import ConfigResult, ConfigWarning
+from api.schemas import BadgePreview, ConfigResult, ConfigWarning
 from api.text import require_storable
-from worker.configuration.apply import apply_configuration
+from worker.badges.retroactive import BadgeCounts
+from worker.configuration.apply import ApplyReport, apply_configuration
+from worker.configuration.followup import preview_configuration
 from worker.configuration.schema import (
     AwardPeriodConfig,
     BadgeDefinitionConfig,
@@ -29,6 +32,8 @@ from worker.configuration.schema import (
     validate_configuration,
 )
 from worker.model.criteria import RAW_WARNING, contains_raw
+
+log = logging.getLogger(__name__)
 
 Section = Literal["badges", "tiers", "award_periods"]
 ConfigItem = BadgeDefinitionConfig | TierConfig | AwardPeriodConfig
@@ -107,15 +112,45 @@ def write_section(
     *,
     dry_run: bool,
 ) -> ConfigResult:
-    """Validate, check permissions and write (or, in a dry run, roll back) one section."""
+    """Validate, check permissions and write (or, in a dry run, roll back) one section.
+
+    A dry run also counts what the retroactive evaluation would award and
+    revoke; a write enqueues that evaluation once the change committed.
+    """
     _check_permissions(principal, items)
     config = _validate(section, items)
-    scope = context.dry_run() if dry_run else context.transaction()
+    counts: list[BadgeCounts] = []
+    report: ApplyReport
     try:
-        with scope as conn:
-            report = apply_configuration(conn, config, context.clock)
+        if dry_run:
+            with context.dry_run() as conn:
+                report, counts = preview_configuration(conn, config, context.clock)
+        else:
+            with context.transaction() as conn:
+                report = apply_configuration(conn, config, context.clock)
     except ConfigurationError as exc:
         raise invalid(
             "the configuration is invalid; nothing was written", _problems(exc.problems)
         ) from None
-    return ConfigResult(dry_run=dry_run, changed=report.changed, warnings=_warnings(items))
+    return ConfigResult(
+        dry_run=dry_run,
+        changed=report.changed,
+        warnings=_warnings(items),
+        evaluation_enqueued=False if dry_run else _enqueue(report),
+        preview=[
+            BadgePreview(
+                badge_definition_id=c.definition_id,
+                code=c.code,
+                newly_earned=c.newly_earned,
+                lost=c.lost,
+            )
+            for c in counts
+        ],
+    )
+
+
+def _enqueue(report: ApplyReport) -> bool:
+    """Enqueue ``badges.evaluate_definitions`` for what the committed write changed."""
+    from worker.tasks.configuration import enqueue_evaluation
+
+    return enqueue_evaluation(list(report.evaluate_definitions), list(report.tier_organisations))

@@ -112,10 +112,35 @@ class ConfigWarning(_Out):
     message: str
 
 
+class BadgePreview(_Out):
+    """What evaluating existing mentors against one definition would do (a dry run)."""
+
+    badge_definition_id: UUID
+    code: str
+    newly_earned: int = Field(description="Mentors who already qualify and do not hold it yet")
+    lost: int = Field(description="Holders who no longer qualify (revocable definitions only)")
+
+
 class ConfigResult(_Out):
     dry_run: bool
     changed: int = Field(description="Rows created or updated (or that would be, in a dry run)")
     warnings: list[ConfigWarning]
+    evaluation_enqueued: bool = Field(
+        default=False,
+        description=(
+            "Writes only: `badges.evaluate_definitions` was enqueued on the maintenance queue; "
+            "it evaluates every existing mentor of the organisation against the definitions "
+            "created, enabled or whose criteria changed (backfill awards, in-app notification "
+            "only) and re-evaluates tiers whose configuration changed"
+        ),
+    )
+    preview: list[BadgePreview] = Field(
+        default_factory=list,
+        description=(
+            "Dry runs of badge definitions: per definition created, enabled or whose criteria "
+            "changed, how many existing mentors would newly earn it and lose it"
+        ),
+    )
 
 
 BadgeDefinitionList.model_rebuild()

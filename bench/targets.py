@@ -34,6 +34,7 @@ TARGETS: dict[str, dict[str, Check]] = {
             "activities", 1_000_000, lambda r: r["seconds"] <= 120
         ),
     },
+    "retro": {"speedup >= 20": lambda r: r["speedup"] >= 20},
     "memory": {
         "rss_end_mb within 10% of rss_start_mb": lambda r: (
             abs(r["rss_end_mb"] - r["rss_start_mb"]) <= 0.1 * r["rss_start_mb"]

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from schema.migrate import current_revision, pending_revisions, upgrade
 from worker.cli.common import EXIT_OK, invalid, print_json
-from worker.configuration.apply import ApplyReport, apply_configuration
+from worker.configuration.followup import ApplyOutcome, apply_and_evaluate
 from worker.configuration.schema import ConfigurationError, load_configuration_file
 from worker.core.clock import SystemClock
 from worker.db.engine import get_engine
-from worker.db.unit_of_work import unit_of_work
 from worker.model.events import event_json_schema
+
+#: Organisations with at least this many mentors get a progress bar (stderr).
+PROGRESS_MENTORS = 10_000
 
 
 def register(commands: Any) -> None:
@@ -32,7 +38,11 @@ def register(commands: Any) -> None:
     apply.add_argument(
         "file", type=Path, help="YAML or JSON configuration (organisations, badges, tiers, periods)"
     )
-    apply.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and preview what existing mentors would earn or lose; write nothing",
+    )
     apply.set_defaults(handler=definitions_apply)
 
     schema = commands.add_parser("schema", help="print contracts for producers")
@@ -57,34 +67,64 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
 
 def definitions_apply(args: argparse.Namespace) -> int:
+    """Apply the file, then evaluate existing mentors against what it changed.
+
+    Badges the file creates, enables or whose criteria it changes reach every
+    mentor who already qualifies before the command returns (backfill awards:
+    in-app notifications only); ``--dry-run`` prints the same counts.
+    """
+    bars: list[Any] = []
+
+    def progress(total: int) -> Callable[[int], Any]:
+        bar = tqdm(
+            total=total,
+            disable=total < PROGRESS_MENTORS,
+            file=sys.stderr,
+            unit="mentor",
+            desc="evaluating",
+        )
+        bars.append(bar)
+        update: Callable[[int], Any] = bar.update
+        return update
+
     try:
         config = load_configuration_file(args.file)
-        try:
-            with unit_of_work() as conn:
-                report = apply_configuration(conn, config, SystemClock())
-                if args.dry_run:
-                    raise _RolledBack(report)
-        except _RolledBack as rolled_back:
-            report = rolled_back.report
+        outcome = apply_and_evaluate(
+            get_engine(),
+            config,
+            clock=SystemClock(),
+            dry_run=args.dry_run,
+            progress=progress,
+        )
     except ConfigurationError as exc:
         lines = "\n".join(f"  {p}" for p in exc.problems)
         raise invalid(f"{args.file}: invalid, nothing written:\n{lines}") from None
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    verb = "would change" if args.dry_run else "changed"
-    print(
-        f"{args.file}: {verb} {report.organisations} organisation(s), {report.badges} badge(s), "
-        f"{report.tiers} tier(s), {report.award_periods} award period(s)"
-    )
+    finally:
+        for bar in bars:
+            bar.close()
+    _print_outcome(args.file, outcome)
     return EXIT_OK
 
 
-class _RolledBack(Exception):
-    """Leaves the unit of work by rolling it back (dry run)."""
-
-    def __init__(self, report: ApplyReport) -> None:
-        super().__init__("dry run")
-        self.report = report
+def _print_outcome(path: Path, outcome: ApplyOutcome) -> None:
+    report = outcome.report
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    verb = "would change" if outcome.dry_run else "changed"
+    print(
+        f"{path}: {verb} {report.organisations} organisation(s), {report.badges} badge(s), "
+        f"{report.tiers} tier(s), {report.award_periods} award period(s)"
+    )
+    earned, lost = (
+        ("would newly earn", "would lose") if outcome.dry_run else ("newly earned", "lost")
+    )
+    for counts in outcome.badges:
+        line = f"badge {counts.code}: {counts.newly_earned} mentor(s) {earned} it"
+        if counts.revocable:
+            line += f", {counts.lost} {lost} it"
+        print(line)
+    for org, promotions in outcome.promotions.items():
+        print(f"tiers of organisation {org} re-evaluated: {len(promotions)} promotion(s)")
 
 
 def schema_events(args: argparse.Namespace) -> int:

@@ -51,3 +51,14 @@ def month_start(conn: Connection, day: ColumnElement[Any]) -> ColumnElement[Any]
     if is_postgres(conn):
         return cast(func.date_trunc(literal_column("'month'"), day), Date)
     return type_coerce(func.date(day, literal_column("'start of month'")), Date)
+
+
+def month_number(conn: Connection, day: ColumnElement[Any]) -> ColumnElement[int]:
+    """``year * 12 + month - 1``: consecutive months have consecutive numbers."""
+    if is_postgres(conn):
+        year = cast(func.date_part(literal_column("'year'"), day), Integer)
+        month = cast(func.date_part(literal_column("'month'"), day), Integer)
+    else:
+        year = cast(func.strftime(literal_column("'%Y'"), day), Integer)
+        month = cast(func.strftime(literal_column("'%m'"), day), Integer)
+    return year * literal_column("12", Integer) + month - literal_column("1", Integer)

@@ -52,3 +52,11 @@ def try_lock_job(conn: Connection, job_name: str) -> bool:
             text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(f"job:{job_name}")}
         ).scalar()
     )
+
+
+def lock_job(conn: Connection, job_name: str) -> None:
+    """Wait for a periodic job's lock (see :func:`try_lock_job`) until the transaction ends."""
+    if is_postgres(conn):
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(f"job:{job_name}")}
+        )

@@ -60,7 +60,9 @@ def test_put_creates_and_updates_and_is_idempotent(api: Api) -> None:
     ]
     first = api.client.put(DEFS, json={"items": items}, headers=api.admin(org))
     assert first.status_code == 200
-    assert first.json() == {"dry_run": False, "changed": 2, "warnings": []}
+    assert first.json() == {
+        "dry_run": False, "changed": 2, "warnings": [], "evaluation_enqueued": True, "preview": [],
+    }  # fmt: skip
     again = api.client.put(DEFS, json={"items": items}, headers=api.admin(org))
     assert again.json()["changed"] == 0
     listed = {d["code"]: d for d in api.client.get(DEFS, headers=api.admin(org)).json()["items"]}
@@ -75,7 +77,12 @@ def test_validate_is_a_dry_run(api: Api) -> None:
     items = [badge(org.id, "new-one", threshold(3))]
     response = api.client.post(f"{DEFS}/validate", json={"items": items}, headers=api.admin(org))
     assert response.status_code == 200
-    assert response.json() == {"dry_run": True, "changed": 1, "warnings": []}
+    body = response.json()
+    assert body["dry_run"] is True and body["changed"] == 1 and body["warnings"] == []
+    assert body["evaluation_enqueued"] is False
+    assert [(p["code"], p["newly_earned"], p["lost"]) for p in body["preview"]] == [
+        ("new-one", 0, 0)
+    ]
     assert _codes(api, org) == ["a"]
 
 
@@ -204,7 +211,9 @@ def test_tiers_put_get_and_validate(api: Api) -> None:
     org = api.org("a")
     items = [_tier(org, "gold", activity_types=["peer_session"]), _tier(org, 1, min_assignments=2)]
     dry = api.client.post(f"{TIERS}/validate", json={"items": items}, headers=api.admin(org))
-    assert dry.json() == {"dry_run": True, "changed": 2, "warnings": []}
+    assert dry.json() == {
+        "dry_run": True, "changed": 2, "warnings": [], "evaluation_enqueued": False, "preview": [],
+    }  # fmt: skip
     assert api.client.get(TIERS, headers=api.admin(org)).json() == {"items": []}
     stored = api.client.put(TIERS, json={"items": items}, headers=api.admin(org))
     assert stored.json()["changed"] == 2
