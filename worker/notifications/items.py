@@ -109,6 +109,7 @@ def set_state(
     error: str | None = None,
     attempted: bool = False,
 ) -> None:
+    """Move one row to ``state`` (see :func:`set_states`)."""
     set_states(conn, [item.id], state, now=now, error=error, attempted=attempted)
 
 
@@ -121,6 +122,10 @@ def set_states(
     error: str | None = None,
     attempted: bool = False,
 ) -> None:
+    """Move rows to ``state`` in one update, stamped ``updated_at`` (``delivered_at`` when sent).
+
+    ``attempted`` counts one more delivery attempt; ``error`` becomes ``last_error``.
+    """
     values: dict[str, Any] = {"state": state.value, "updated_at": now}
     if attempted:
         values["attempts"] = notification_outbox.c.attempts + 1
