@@ -34,7 +34,8 @@ QUICK = {"rounds": 21, "warmup": 3}
 def _load_history(engine: Engine, mentor: uuid.UUID, count: int, *, seed: int) -> float:
     """Bulk-import ``count`` activities for ``mentor``; returns the seconds it took."""
     from worker.core.clock import SystemClock
-    from worker.ingestion.history_import import activity_line, import_activities
+    from worker.ingestion.history_import import import_activities
+    from worker.ingestion.staging import activity_line
 
     activities = history_activities(
         count, mentors=[mentor], first=FIRST_DAY, last=LAST_DAY, seed=seed

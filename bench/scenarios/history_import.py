@@ -34,7 +34,7 @@ FIRST_DAY, LAST_DAY = date(2023, 1, 1), date(2026, 11, 15)
 
 def write_file(path: Path, activities: int, mentors: int) -> int:
     """Write the import file; returns its size in bytes."""
-    from worker.ingestion.history_import import activity_line
+    from worker.ingestion.staging import activity_line
 
     ids = [mentor_id(n, run="import") for n in range(mentors)]
     with path.open("w") as handle:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,94 +21,73 @@ ACTIVITY_TYPES = ("peer_session", "phone_call", "group_meeting", "assignment_com
 COURSES = ("basic-course", "advanced-course")
 
 
+#: The demo's badges: code, name, criteria, and extra definition fields.
+_BADGES: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
+    ("first-activity", "Første aktivitet", {"type": "threshold", "version": 1, "min_count": 1}, {}),
+    (
+        "ten-sessions",
+        "10 likepersonssamtaler",
+        {"type": "threshold", "version": 1, "activity_types": ["peer_session"], "min_count": 10},
+        {},
+    ),
+    (
+        "phone-friend",
+        "Telefonvenn",
+        {"type": "threshold", "version": 1, "activity_types": ["phone_call"], "min_count": 8},
+        {"revocable": True},
+    ),
+    (
+        "steady-month",
+        "Fire uker på rad",
+        {"type": "streak", "version": 1, "period": "week", "min_length": 4},
+        {},
+    ),
+    (
+        "quarter-streak",
+        "Tre måneder på rad",
+        {"type": "streak", "version": 1, "period": "month", "min_length": 3},
+        {},
+    ),
+    (
+        "trained",
+        "Grunnkurs fullført",
+        {"type": "training_completion", "version": 1, "course_ids": ["basic-course"]},
+        {},
+    ),
+    (
+        "all-rounder",
+        "Allsidig likeperson",
+        {
+            "type": "all_of",
+            "version": 1,
+            "criteria": [
+                {"type": "threshold", "version": 1, "min_count": 40},
+                {"type": "streak", "version": 1, "period": "week", "min_length": 6},
+            ],
+        },
+        {},
+    ),
+)
+#: The demo's tiers: level, minimum assignments, minimum streak.
+_TIERS = (("bronze", 5, 1), ("silver", 15, 3), ("gold", 30, 6), ("platinum", 60, 10))
+
+
 def sample_configuration(org: UUID, year: int) -> dict[str, Any]:
     """Badge definitions, tiers and an award period as ``badges definitions apply`` reads them."""
-
-    def badge(code: str, name: str, criteria: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return {
-            "organisation_id": str(org),
-            "code": code,
-            "name": name,
-            "criteria": criteria,
-            **extra,
-        }
-
+    owner = {"organisation_id": str(org)}
     return {
         "organisations": [{"id": str(org), "name": "Demo-foreningen", "language": "nb"}],
         "badges": [
-            badge(
-                "first-activity",
-                "Første aktivitet",
-                {"type": "threshold", "version": 1, "min_count": 1},
-            ),
-            badge(
-                "ten-sessions",
-                "10 likepersonssamtaler",
-                {
-                    "type": "threshold",
-                    "version": 1,
-                    "activity_types": ["peer_session"],
-                    "min_count": 10,
-                },
-            ),
-            badge(
-                "phone-friend",
-                "Telefonvenn",
-                {
-                    "type": "threshold",
-                    "version": 1,
-                    "activity_types": ["phone_call"],
-                    "min_count": 8,
-                },
-                revocable=True,
-            ),
-            badge(
-                "steady-month",
-                "Fire uker på rad",
-                {"type": "streak", "version": 1, "period": "week", "min_length": 4},
-            ),
-            badge(
-                "quarter-streak",
-                "Tre måneder på rad",
-                {"type": "streak", "version": 1, "period": "month", "min_length": 3},
-            ),
-            badge(
-                "trained",
-                "Grunnkurs fullført",
-                {"type": "training_completion", "version": 1, "course_ids": ["basic-course"]},
-            ),
-            badge(
-                "all-rounder",
-                "Allsidig likeperson",
-                {
-                    "type": "all_of",
-                    "version": 1,
-                    "criteria": [
-                        {"type": "threshold", "version": 1, "min_count": 40},
-                        {"type": "streak", "version": 1, "period": "week", "min_length": 6},
-                    ],
-                },
-            ),
+            {**owner, "code": code, "name": name, "criteria": deepcopy(criteria), **extra}
+            for code, name, criteria, extra in _BADGES
         ],
         "tiers": [
-            {"organisation_id": str(org), "level": "bronze", "min_assignments": 5, "min_streak": 1},
-            {
-                "organisation_id": str(org),
-                "level": "silver",
-                "min_assignments": 15,
-                "min_streak": 3,
-            },
-            {"organisation_id": str(org), "level": "gold", "min_assignments": 30, "min_streak": 6},
-            {
-                "organisation_id": str(org),
-                "level": "platinum",
-                "min_assignments": 60,
-                "min_streak": 10,
-            },
+            {**owner, "level": level, "min_assignments": assignments, "min_streak": streak}
+            for level, assignments, streak in _TIERS
         ],
         "award_periods": [
             {
-                "organisation_id": str(org),
+                **owner,
                 "name": str(year),
                 "start_date": date(year, 1, 1).isoformat(),
                 "end_date": date(year, 12, 31).isoformat(),
@@ -151,55 +131,65 @@ def _event(
     }
 
 
-def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoData:
-    """A year of realistic activity: most mentors weekly-ish, some sporadic.
+@dataclass
+class _Feed:
+    """The events generated so far, in publish order, and the activities they leave live."""
 
-    Includes re-sent (duplicate) events, a few updates that move an activity
-    to another date or type, a few deletions, and a few malformed events.
-    """
-    rng = random.Random(seed)
-    ids = _Ids(org)
-    mentor_ids = [ids("mentor") for _ in range(mentors)]
-    events: list[dict[str, Any]] = []
-    live: dict[UUID, dict[str, Any]] = {}
-    start = date(year, 1, 1)
-    clock = datetime(year, 1, 1, 8, tzinfo=UTC)
-    for index, mentor in enumerate(mentor_ids):
-        keenness = rng.choice((0.9, 0.7, 0.5, 0.25))
-        weeks = rng.randint(10, 52)
-        for week in range(weeks):
-            if rng.random() > keenness:
-                continue
-            for _ in range(rng.choice((1, 1, 2, 3))):
-                day = start + timedelta(days=7 * week + rng.randint(0, 6))
-                kind = rng.choices(ACTIVITY_TYPES, weights=(5, 3, 2, 1))[0]
-                activity = {
-                    "id": str(ids("activity")),
-                    "organisation_id": str(org),
-                    "peer_mentor_id": str(mentor),
-                    "activity_type": kind,
-                    "activity_date": day.isoformat(),
-                    "course_id": None,
-                }
-                clock += timedelta(minutes=rng.randint(1, 90))
-                events.append(_event(ids, "activity.saved", clock, activity))
-                live[UUID(activity["id"])] = activity
-        if index % 3 == 0:
-            course = COURSES[0] if index % 2 == 0 else COURSES[1]
-            activity = {
-                "id": str(ids("activity")),
-                "organisation_id": str(org),
-                "peer_mentor_id": str(mentor),
-                "activity_type": "training_completed",
-                "activity_date": (start + timedelta(days=rng.randint(0, 200))).isoformat(),
-                "course_id": course,
-            }
-            clock += timedelta(minutes=5)
-            events.append(_event(ids, "activity.saved", clock, activity))
-            live[UUID(activity["id"])] = activity
+    ids: _Ids
+    clock: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    live: dict[UUID, dict[str, Any]] = field(default_factory=dict)
 
-    # Updates: move a few activities to another date or type (a later occurred_at wins).
-    saved = [e for e in events if e["event_type"] == "activity.saved"]
+    def save(self, activity: dict[str, Any], *, after: timedelta) -> None:
+        self.clock += after
+        self.events.append(_event(self.ids, "activity.saved", self.clock, activity))
+        self.live[UUID(activity["id"])] = activity
+
+    def delete(self, activity: dict[str, Any], *, after: timedelta) -> None:
+        self.clock += after
+        key = {k: activity[k] for k in ("id", "organisation_id", "peer_mentor_id")}
+        self.events.append(_event(self.ids, "activity.deleted", self.clock, key))
+        self.live.pop(UUID(activity["id"]), None)
+
+
+def _activity(
+    feed: _Feed, org: UUID, mentor: UUID, kind: str, day: date, course: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": str(feed.ids("activity")),
+        "organisation_id": str(org),
+        "peer_mentor_id": str(mentor),
+        "activity_type": kind,
+        "activity_date": day.isoformat(),
+        "course_id": course,
+    }
+
+
+def _mentor_year(
+    feed: _Feed, rng: random.Random, org: UUID, mentor: UUID, index: int, start: date
+) -> None:
+    """One mentor's activities: some weeks of the year, one to three a week; some training."""
+    keenness = rng.choice((0.9, 0.7, 0.5, 0.25))
+    weeks = rng.randint(10, 52)
+    for week in range(weeks):
+        if rng.random() > keenness:
+            continue
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            day = start + timedelta(days=7 * week + rng.randint(0, 6))
+            kind = rng.choices(ACTIVITY_TYPES, weights=(5, 3, 2, 1))[0]
+            activity = _activity(feed, org, mentor, kind, day)
+            feed.save(activity, after=timedelta(minutes=rng.randint(1, 90)))
+    if index % 3 == 0:
+        course = COURSES[0] if index % 2 == 0 else COURSES[1]
+        day = start + timedelta(days=rng.randint(0, 200))
+        feed.save(
+            _activity(feed, org, mentor, "training_completed", day, course),
+            after=timedelta(minutes=5),
+        )
+
+
+def _update_some(feed: _Feed, rng: random.Random, saved: list[dict[str, Any]]) -> None:
+    """Move a few activities to another date or type (a later occurred_at wins)."""
     for event in rng.sample(saved, k=min(12, len(saved))):
         activity = dict(event["activity"])
         if activity["activity_type"] == "training_completed":
@@ -211,39 +201,48 @@ def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoD
             ).isoformat()
         else:
             activity["activity_type"] = rng.choice(ACTIVITY_TYPES)
-        clock += timedelta(minutes=3)
-        events.append(_event(ids, "activity.saved", clock, activity))
-        live[UUID(activity["id"])] = activity
+        feed.save(activity, after=timedelta(minutes=3))
+
+
+def _malformed(feed: _Feed, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events the worker quarantines and never retries."""
+    bad_type = {**saved[0]["activity"], "activity_type": "Bad Type"}
+    return [
+        {"event_type": "activity.saved", "schema_version": 1},
+        _event(feed.ids, "activity.saved", feed.clock, bad_type),
+        {
+            **_event(feed.ids, "activity.saved", feed.clock, saved[1]["activity"]),
+            "schema_version": 99,
+        },
+    ]
+
+
+def generate(org: UUID, *, mentors: int = 36, year: int, seed: int = 7) -> DemoData:
+    """A year of realistic activity: most mentors weekly-ish, some sporadic.
+
+    Includes re-sent (duplicate) events, a few updates that move an activity
+    to another date or type, a few deletions, and a few malformed events.
+    """
+    rng = random.Random(seed)
+    ids = _Ids(org)
+    mentor_ids = [ids("mentor") for _ in range(mentors)]
+    feed = _Feed(ids, clock=datetime(year, 1, 1, 8, tzinfo=UTC))
+    for index, mentor in enumerate(mentor_ids):
+        _mentor_year(feed, rng, org, mentor, index, date(year, 1, 1))
+    saved = [e for e in feed.events if e["event_type"] == "activity.saved"]
+    _update_some(feed, rng, saved)
     # Deletions: a few activities are removed again.
     for event in rng.sample(saved, k=min(6, len(saved))):
-        activity = event["activity"]
-        clock += timedelta(minutes=3)
-        events.append(
-            _event(
-                ids,
-                "activity.deleted",
-                clock,
-                {k: activity[k] for k in ("id", "organisation_id", "peer_mentor_id")},
-            )
-        )
-        live.pop(UUID(activity["id"]), None)
+        feed.delete(event["activity"], after=timedelta(minutes=3))
+    events = feed.events
     # Re-sent messages: the queue delivers some events twice.
     duplicates = [dict(e) for e in rng.sample(events, k=max(1, len(events) // 20))]
     for duplicate in duplicates:
         events.insert(rng.randint(0, len(events)), duplicate)
-    # Malformed events: quarantined, never retried.
-    invalid = [
-        {"event_type": "activity.saved", "schema_version": 1},
-        {
-            **_event(
-                ids, "activity.saved", clock, {**saved[0]["activity"], "activity_type": "Bad Type"}
-            )
-        },
-        {**_event(ids, "activity.saved", clock, saved[1]["activity"]), "schema_version": 99},
-    ]
+    invalid = _malformed(feed, saved)
     for bad in invalid:
         events.insert(rng.randint(0, len(events)), bad)
-    return DemoData(org, mentor_ids, events, len(invalid), len(duplicates), live)
+    return DemoData(org, mentor_ids, events, len(invalid), len(duplicates), feed.live)
 
 
 def stats_of(activities: list[dict[str, Any]], keys: set[StreakKey]) -> MentorStats:

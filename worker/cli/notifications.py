@@ -8,7 +8,7 @@ from typing import Any
 from worker.cli.common import EXIT_OK, print_json
 from worker.core.clock import SystemClock
 from worker.db.unit_of_work import unit_of_work
-from worker.notifications.delivery import outbox_counts, requeue_dead
+from worker.notifications.items import outbox_counts, requeue_dead
 from worker.notifications.types import Channel, OutboxState
 
 

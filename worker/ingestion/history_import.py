@@ -1,17 +1,11 @@
 """Bulk import of historical activities (``badges import activities FILE``).
 
 For going live on an organisation with years of existing activity.  The file
-holds one ``activity`` object per line (the same shape as in events).  Memory
-stays constant whatever the file size: only the set of the file's mentors is
-kept in Python.
+holds one ``activity`` object per line (the same shape as in events).
 
-1. **Stage** (one pass over the file): every line is parsed once; valid rows
-   are streamed into a session-private temporary table (``COPY`` on
-   PostgreSQL, batched inserts elsewhere).  Only that table is written, so
-   when any line is invalid, or an organisation is unknown, nothing is
-   written: every bad line is reported and the staging table is discarded.
-   Later lines repeating an activity id are then removed from staging (the
-   first line counts), once for the whole file.
+1. **Stage** (one pass over the file, :mod:`worker.ingestion.staging`): every
+   line is parsed once into a session-private temporary table; when any line
+   is invalid, or an organisation is unknown, nothing is written.
 2. **Load and evaluate**, a group of mentors at a time.  A group's rows move
    from staging into the ledger in one ``INSERT … SELECT``, its stats are
    built set-based from the rows actually inserted, and the transaction
@@ -29,71 +23,44 @@ ledger is left alone: running the same import twice changes nothing.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from hashlib import sha1
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import ValidationError
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Date,
-    Engine,
-    MetaData,
-    String,
-    Table,
-    Uuid,
-    exists,
-    false,
-    func,
-    literal,
-    select,
-    true,
-)
+from sqlalchemy import Connection, Engine, false, func, literal, select, true
 
-from schema.tables import Timestamp, activity_ledger, organisations
+from schema.tables import Timestamp, activity_ledger
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock
-from worker.core.validation import describe_validation_error
 from worker.db.engine import is_postgres
 from worker.db.locks import lock_mentors
 from worker.db.sql import insert_for
 from worker.db.unit_of_work import unit_of_work
-from worker.model.events import Activity
+from worker.ingestion.staging import (
+    NEW_ROWS,
+    STAGING,
+    Progress,
+    discard_staging,
+    drop_staging,
+    stage_file,
+)
+from worker.ingestion.staging import HistoryImportError as HistoryImportError
 from worker.notifications.outbox import notify_awards
 from worker.notifications.types import OutboxRef
 from worker.stats.counts import add_from_ledger, add_rows
 
 #: ``occurred_at`` of imported history: older than any live event.
 HISTORY_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
-#: Namespace of the synthetic event ids of imported rows.
-IMPORT_NAMESPACE = UUID("8d3b9c7e-4a51-4f0e-b9a4-2f6c1d0e7a35")
 #: A group of mentors is loaded and evaluated together: about this many rows,
 #: and at most :data:`MAX_GROUP_MENTORS` mentors (the lock set of one transaction).
 DEFAULT_GROUP_ROWS = 50_000
 MAX_GROUP_MENTORS = 1000
-MAX_REPORTED_PROBLEMS = 50
-#: Rows sent to the staging table per write.
-_STAGE_BATCH = 5000
-
-Progress = Callable[[int], None]  # called with bytes read since the last call
 T = TypeVar("T")
-
-
-class HistoryImportError(ValueError):
-    """The file is invalid; nothing was written.  ``problems`` names each line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass
@@ -108,189 +75,13 @@ class ImportReport:
     outbox: list[OutboxRef] = field(default_factory=list)
 
 
-_ImportStaging = MetaData()
-#: Session-private (temporary) table holding the validated rows of the file.
-_STAGING = Table(
-    "import_staging",
-    _ImportStaging,
-    Column("line", BigInteger, nullable=False),
-    Column("activity_id", Uuid, nullable=False),
-    Column("organisation_id", Uuid, nullable=False),
-    Column("peer_mentor_id", Uuid, nullable=False),
-    Column("activity_type", String(64), nullable=False),
-    Column("activity_date", Date, nullable=False),
-    Column("course_id", String(128)),
-    Column("last_event_id", Uuid, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-_STAGED_COLUMNS = tuple(c.name for c in _STAGING.c)
-#: PostgreSQL: the rows one group actually inserted (ledger-shaped), emptied at commit.
-_NEW = activity_ledger.to_metadata(MetaData(), name="import_new")
-
-
-def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, bytes]]:
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if progress is not None:
-                progress(len(line))
-            if line.strip():
-                yield number, line
-
-
-def _copy_text(value: str) -> str:
-    """``value`` escaped for PostgreSQL's COPY text format."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return value
-
-
-_NAMESPACE_BYTES = IMPORT_NAMESPACE.bytes
-
-
-def import_event_id(activity_id: str) -> str:
-    """``uuid5(IMPORT_NAMESPACE, activity_id).hex``: the synthetic event id of an imported row.
-
-    Spelled out (SHA-1, then the version and variant bits) because it runs
-    once per line, and this is about four times faster than building the
-    ``UUID`` object and formatting it.
-    """
-    digest = bytearray(sha1(_NAMESPACE_BYTES + activity_id.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return digest.hex()
-
-
-class _StagingWriter:
-    """Buffers validated rows and writes them to the staging table in batches."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._postgres = is_postgres(conn)
-        self._rows: list[Any] = []
-
-    def add(self, number: int, a: Activity) -> None:
-        activity_id = str(a.id)
-        event_id = import_event_id(activity_id)
-        if self._postgres:
-            # COPY text format (PostgreSQL reads a uuid from 32 bare hex digits
-            # too); activity types match ``[a-z][a-z0-9_]*`` and need no
-            # escaping, course ids are free text and may.
-            course = "\\N" if a.course_id is None else _copy_text(a.course_id)
-            self._rows.append(
-                f"{number}\t{activity_id}\t{a.organisation_id.hex}\t{a.peer_mentor_id.hex}"
-                f"\t{a.activity_type}\t{a.activity_date.isoformat()}\t{course}\t{event_id}\n"
-            )
-        else:
-            self._rows.append(
-                {
-                    "line": number,
-                    "activity_id": a.id,
-                    "organisation_id": a.organisation_id,
-                    "peer_mentor_id": a.peer_mentor_id,
-                    "activity_type": a.activity_type,
-                    "activity_date": a.activity_date,
-                    "course_id": a.course_id,
-                    "last_event_id": UUID(hex=event_id),
-                }
-            )
-        if len(self._rows) >= _STAGE_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        if self._postgres:
-            raw = self._conn.connection.driver_connection
-            assert raw is not None
-            columns = ", ".join(_STAGED_COLUMNS)
-            with (
-                raw.cursor() as cursor,
-                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy,
-            ):
-                copy.write("".join(self._rows))
-        else:
-            self._conn.execute(_STAGING.insert(), self._rows)
-        self._rows = []
-
-
-@dataclass
-class _Staged:
-    lines: int
-    mentors: dict[UUID, UUID]
-
-
-def _stage_file(conn: Connection, path: Path, progress: Progress | None) -> _Staged:
-    """Parse every line once, staging the valid rows; raise if anything is invalid.
-
-    Runs inside the caller's transaction on ``conn``: on error the caller
-    rolls back, which also drops the staging table.
-    """
-    _STAGING.create(conn)
-    writer = _StagingWriter(conn)
-    problems: list[str] = []
-    orgs: dict[UUID, int] = {}  # organisation -> first line naming it
-    mentors: dict[UUID, UUID] = {}
-    count = 0
-    try:
-        for number, line in _lines(path, progress):
-            count += 1
-            try:
-                activity = Activity.model_validate_json(line)
-            except ValidationError as exc:
-                if len(problems) < MAX_REPORTED_PROBLEMS:
-                    detail = "; ".join(describe_validation_error(exc))
-                    problems.append(f"line {number}: {detail}")
-                continue
-            orgs.setdefault(activity.organisation_id, number)
-            if problems:
-                continue  # nothing will be loaded; keep reading only to report
-            mentors[activity.peer_mentor_id] = activity.organisation_id
-            writer.add(number, activity)
-    except OSError as exc:
-        raise HistoryImportError([f"cannot read {path}: {exc.strerror}"]) from None
-    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(list(orgs)))))
-    for org, first_line in orgs.items():
-        if org not in known:
-            problems.append(f"line {first_line}: unknown organisation {org}")
-    if problems:
-        raise HistoryImportError(problems)
-    writer.flush()
-    # Indexes are built once the rows are in (cheaper than maintaining them
-    # row by row).  The same activity on several lines: the first line
-    # counts, so the later ones are removed here, once for the whole file.
-    conn.exec_driver_sql("CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)")
-    earlier = _STAGING.alias("earlier")
-    conn.execute(
-        _STAGING.delete().where(
-            exists().where(
-                earlier.c.activity_id == _STAGING.c.activity_id, earlier.c.line < _STAGING.c.line
-            )
-        )
-    )
-    conn.exec_driver_sql("CREATE INDEX ix_import_staging_mentor ON import_staging (peer_mentor_id)")
-    if is_postgres(conn):
-        # Temporary tables are never analysed automatically; without
-        # statistics the planner would guess the groups' row counts badly.
-        conn.exec_driver_sql("ANALYZE import_staging")
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE import_new (LIKE activity_ledger INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-    return _Staged(lines=count, mentors=mentors)
-
-
 def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> tuple[int, int]:
     """Move the staged rows of mentors ``first``…``last`` into the ledger; add their stats.
 
     Runs in the caller's transaction.  Returns ``(distinct activities, rows
     inserted)``; an activity already in the ledger is left alone.
     """
-    s = _STAGING.alias("s")
+    s = STAGING.alias("s")
     candidates = select(
         s.c.activity_id,
         s.c.organisation_id,
@@ -316,9 +107,9 @@ def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> 
         # The aggregates are built from the rows actually inserted, kept in a
         # small table, instead of looking each of them up in the ledger again.
         kept = (
-            _NEW.insert()
+            NEW_ROWS.insert()
             .from_select(columns, select(inserted))
-            .returning(_NEW.c.activity_id)
+            .returning(NEW_ROWS.c.activity_id)
             .cte("kept")
         )
         distinct, new = conn.execute(
@@ -327,7 +118,7 @@ def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> 
                 select(func.count()).select_from(kept).scalar_subquery(),
             )
         ).one()
-        add_rows(conn, _NEW, true(), now)
+        add_rows(conn, NEW_ROWS, true(), now)
         return int(distinct), int(new)
     distinct = conn.execute(select(func.count()).select_from(candidates.subquery())).scalar_one()
     stmt = (
@@ -443,7 +234,7 @@ def import_activities(
     conn = engine.connect()
     try:
         with conn.begin():
-            staged = _stage_file(conn, path, progress)
+            staged = stage_file(conn, path, progress)
         total = ImportReport(lines=staged.lines, mentors=staged.mentors)
         if on_staged is not None:
             on_staged(total)
@@ -465,34 +256,10 @@ def import_activities(
             loaded.close()  # on error: wait for the loader thread before ending its session
         total.already_present = distinct - total.imported
         total.duplicate_lines = staged.lines - distinct
-        _drop_staging(conn)
+        drop_staging(conn)
     except BaseException:
-        _discard_staging(conn)
+        discard_staging(conn)
         raise
     finally:
         conn.close()
     return total
-
-
-def _drop_staging(conn: Connection) -> None:
-    with conn.begin():
-        conn.exec_driver_sql("DROP TABLE IF EXISTS import_new")
-        conn.exec_driver_sql("DROP TABLE IF EXISTS import_staging")
-
-
-def _discard_staging(conn: Connection) -> None:
-    """After a failure: drop the staging tables, or end the session that holds them.
-
-    They live as long as the database session, and a pooled connection must
-    never carry them to its next user.
-    """
-    try:
-        conn.rollback()
-        _drop_staging(conn)
-    except Exception:
-        conn.invalidate()  # the server drops them when the session ends
-
-
-def activity_line(activity: dict[str, Any]) -> str:
-    """One line of an import file (used by tools that generate history)."""
-    return json.dumps(activity, separators=(",", ":"))

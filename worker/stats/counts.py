@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, and_, func, literal, select, tuple_, union_all
+from sqlalchemy import Connection, Select, Table, and_, func, literal, select, tuple_, union_all
 
 from schema.tables import (
     activity_ledger,
@@ -132,44 +132,19 @@ def load_snapshots(
     courses: dict[UUID, set[str]] = defaultdict(set)
     tiers: dict[UUID, TierLevel] = {}
     active: dict[tuple[UUID, str], list[tuple[date, str]]] = defaultdict(list)
+    periods = sorted({key[0].value for key in streak_keys})
     for chunk in batches(ids):
-        for mentor, kind, n in conn.execute(
-            select(
-                mentor_activity_counts.c.peer_mentor_id,
-                mentor_activity_counts.c.activity_type,
-                mentor_activity_counts.c.activity_count,
-            ).where(mentor_activity_counts.c.peer_mentor_id.in_(chunk))
-        ):
+        for mentor, kind, n in conn.execute(_lifetime_counts(chunk)):
             if n > 0:
                 counts[mentor][kind] = n
-        for mentor, course in conn.execute(
-            select(completed_courses.c.peer_mentor_id, completed_courses.c.course_id).where(
-                completed_courses.c.peer_mentor_id.in_(chunk),
-                completed_courses.c.activity_count > 0,
-            )
-        ):
+        for mentor, course in conn.execute(_completed(chunk)):
             courses[mentor].add(course)
-        for mentor, tier in conn.execute(
-            select(tier_assignments.c.peer_mentor_id, func.max(tier_assignments.c.tier))
-            .where(tier_assignments.c.peer_mentor_id.in_(chunk))
-            .group_by(tier_assignments.c.peer_mentor_id)
-        ):
+        for mentor, tier in conn.execute(_highest_tiers(chunk)):
             tiers[mentor] = TierLevel(tier)
-        periods = sorted({key[0].value for key in streak_keys})
         if periods:
-            query = select(
-                period_activity_counts.c.peer_mentor_id,
-                period_activity_counts.c.period,
-                period_activity_counts.c.period_start,
-                period_activity_counts.c.activity_type,
-            ).where(
-                period_activity_counts.c.peer_mentor_id.in_(chunk),
-                period_activity_counts.c.period.in_(periods),
-                period_activity_counts.c.activity_count > 0,
-            )
-            if period_range is not None:
-                query = query.where(period_activity_counts.c.period_start.between(*period_range))
-            for mentor, period, start, kind in conn.execute(query):
+            for mentor, period, start, kind in conn.execute(
+                _active_periods(chunk, periods, period_range)
+            ):
                 active[(mentor, period)].append((start, kind))
     return {
         mentor: MentorStats(
@@ -180,6 +155,45 @@ def load_snapshots(
         )
         for mentor in ids
     }
+
+
+def _lifetime_counts(chunk: Sequence[UUID]) -> Select[Any]:
+    """(mentor, activity type, count) rows of ``chunk``."""
+    t = mentor_activity_counts.c
+    return select(t.peer_mentor_id, t.activity_type, t.activity_count).where(
+        t.peer_mentor_id.in_(chunk)
+    )
+
+
+def _completed(chunk: Sequence[UUID]) -> Select[Any]:
+    """(mentor, course) rows of the courses ``chunk`` has completed."""
+    t = completed_courses.c
+    return select(t.peer_mentor_id, t.course_id).where(
+        t.peer_mentor_id.in_(chunk), t.activity_count > 0
+    )
+
+
+def _highest_tiers(chunk: Sequence[UUID]) -> Select[Any]:
+    """(mentor, highest tier) rows of the mentors of ``chunk`` holding a tier."""
+    t = tier_assignments.c
+    return (
+        select(t.peer_mentor_id, func.max(t.tier))
+        .where(t.peer_mentor_id.in_(chunk))
+        .group_by(t.peer_mentor_id)
+    )
+
+
+def _active_periods(
+    chunk: Sequence[UUID], periods: Sequence[str], period_range: tuple[date, date] | None
+) -> Select[Any]:
+    """(mentor, period, period start, activity type) of every active period of ``chunk``."""
+    t = period_activity_counts.c
+    query = select(t.peer_mentor_id, t.period, t.period_start, t.activity_type).where(
+        t.peer_mentor_id.in_(chunk), t.period.in_(periods), t.activity_count > 0
+    )
+    if period_range is not None:
+        query = query.where(t.period_start.between(*period_range))
+    return query
 
 
 def _streaks(

@@ -41,9 +41,10 @@ from worker.core.models import FrozenModel
 from worker.core.settings import Settings, get_settings
 from worker.db.engine import get_engine
 from worker.db.unit_of_work import unit_of_work
-from worker.notifications import delivery
-from worker.notifications.delivery import NO_GATEWAY_REASON, Delivery
+from worker.notifications import in_app, push
 from worker.notifications.gateway import PushGateway, retry_delay
+from worker.notifications.items import Delivery
+from worker.notifications.push import NO_GATEWAY_REASON
 from worker.notifications.relay import DEFAULT_BATCH_SIZE, claim_undispatched
 from worker.observability.metrics import record_notifications
 from worker.tasks.common import TRANSIENT_ERRORS, locked_job
@@ -100,7 +101,7 @@ def deliver_in_app(self: Task, *args: Any, **kwargs: Any) -> dict[str, int] | st
     if message is None:
         return "invalid"
     with unit_of_work() as conn:
-        outcomes = delivery.deliver_in_app_batch(
+        outcomes = in_app.deliver_in_app_batch(
             conn, message.ids, now=SystemClock().now(), tz=get_settings().tz
         )
     return _summarise("in-app", outcomes)
@@ -120,7 +121,7 @@ def deliver_push(self: Task, *args: Any, **kwargs: Any) -> dict[str, int] | str:
     if not settings.push_gateway_url:
         _log_no_gateway_once()
         with unit_of_work() as conn:
-            outcomes = delivery.skip_push_batch(
+            outcomes = push.skip_push_batch(
                 conn, message.ids, now=SystemClock().now(), reason=NO_GATEWAY_REASON
             )
         return _summarise("push", outcomes)
@@ -133,7 +134,7 @@ def deliver_push(self: Task, *args: Any, **kwargs: Any) -> dict[str, int] | str:
 
 def _push_one(settings: Settings, outbox_id: UUID) -> Delivery:
     """One push attempt for one row; a retryable failure re-sends the task with backoff."""
-    attempt = delivery.deliver_push(
+    attempt = push.deliver_push(
         get_engine(),
         outbox_id,
         send=lambda body, key: _gateway(settings).send(body, idempotency_key=key),

@@ -71,9 +71,23 @@ def award_tier_badge(
     criteria = definition.criteria
     if not isinstance(criteria, TierCriterion):
         raise ValueError(f"{definition.code} is not a plain tier badge")
+    awarded = _insert_awards(conn, definition, _award_rows(conn, period, definition, criteria, now))
+    if not awarded:
+        return [], []
+    return awarded, notify_awards(conn, awarded, now=now)
+
+
+def _award_rows(
+    conn: Connection,
+    period: TierAwardPeriod,
+    definition: BadgeDefinition,
+    criteria: TierCriterion,
+    now: datetime,
+) -> Any:
+    """The ``earned_badges`` rows to insert: promoted mentors holding a tier ≥ ``min_tier``."""
     promoted = _promoted(period, now).subquery("promoted")
     held = tier_assignments.alias("held")
-    query = (
+    return (
         select(
             new_uuid(conn),
             literal(definition.id, earned_badges.c.badge_definition_id.type),
@@ -91,6 +105,10 @@ def award_tier_badge(
         )
         .order_by(promoted.c.peer_mentor_id)
     )
+
+
+def _insert_awards(conn: Connection, definition: BadgeDefinition, rows: Any) -> list[EarnedBadge]:
+    """Insert ``rows`` (``ON CONFLICT DO NOTHING``); the awards inserted, by mentor id."""
     stmt = (
         insert_for(conn, earned_badges)
         .from_select(
@@ -102,12 +120,12 @@ def award_tier_badge(
                 "earned_at",
                 "award_source",
             ],
-            query,
+            rows,
         )
         .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
         .returning(earned_badges.c.id, earned_badges.c.peer_mentor_id, earned_badges.c.earned_at)
     )
-    awarded = sorted(
+    return sorted(
         (
             EarnedBadge(
                 id=row.id,
@@ -122,6 +140,3 @@ def award_tier_badge(
         ),
         key=lambda e: e.peer_mentor_id,
     )
-    if not awarded:
-        return [], []
-    return awarded, notify_awards(conn, awarded, now=now)

@@ -26,9 +26,10 @@ from worker.cli import main
 from worker.core.clock import FixedClock, SystemClock
 from worker.db.unit_of_work import unit_of_work
 from worker.ingestion import history_import
-from worker.ingestion.history_import import HISTORY_OCCURRED_AT, IMPORT_NAMESPACE
+from worker.ingestion.history_import import HISTORY_OCCURRED_AT
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.ingestion.reconcile import reconcile
+from worker.ingestion.staging import IMPORT_NAMESPACE
 
 
 def activity(

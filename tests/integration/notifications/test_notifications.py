@@ -33,8 +33,8 @@ from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
 from worker.core.clock import SystemClock
 from worker.ingestion.ingest import IncomingEvent, ingest_events
-from worker.notifications.delivery import NO_GATEWAY_REASON
 from worker.notifications.outbox import BACKFILL_SKIP_REASON
+from worker.notifications.push import NO_GATEWAY_REASON
 from worker.notifications.types import Channel, OutboxRef
 
 TOKEN = "test-gateway-token"

@@ -20,20 +20,17 @@ from worker.badges.awards import get_earned_by_id, revoke
 from worker.core.clock import SystemClock
 from worker.db.engine import make_engine
 from worker.ingestion.ingest import IncomingEvent, ingest_events
-from worker.notifications.delivery import (
+from worker.notifications.gateway import PushOutcome, PushResult
+from worker.notifications.in_app import deliver_in_app, deliver_in_app_batch
+from worker.notifications.items import Delivery, outbox_counts, requeue_dead
+from worker.notifications.outbox import Notification, write_outbox
+from worker.notifications.push import (
     NO_GATEWAY_REASON,
     REVOKED_REASON,
-    Delivery,
-    deliver_in_app,
-    deliver_in_app_batch,
     deliver_push,
-    outbox_counts,
-    requeue_dead,
     skip_push_batch,
     take_lease,
 )
-from worker.notifications.gateway import PushOutcome, PushResult
-from worker.notifications.outbox import Notification, write_outbox
 from worker.notifications.relay import claim_undispatched
 from worker.notifications.types import TIER_PROMOTED, Channel, OutboxRef, OutboxState
 

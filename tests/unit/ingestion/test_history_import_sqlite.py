@@ -21,12 +21,8 @@ from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import FixedClock
 from worker.db.engine import make_engine
-from worker.ingestion.history_import import (
-    IMPORT_NAMESPACE,
-    HistoryImportError,
-    import_activities,
-    import_event_id,
-)
+from worker.ingestion.history_import import HistoryImportError, import_activities
+from worker.ingestion.staging import IMPORT_NAMESPACE, import_event_id
 
 
 def test_import_on_sqlite_builds_stats_and_backfill_awards_once(tmp_path: Path) -> None:
