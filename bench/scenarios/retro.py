@@ -13,7 +13,7 @@ sessions") and a streak ("two weeks of phone calls in a row").  Then:
   rolled back, so both sides see the same data;
 * ``seconds``: the full retroactive run as ``badges definitions apply``
   does it after the configuration committed
-  (``worker.badges.retroactive.plan`` + ``run_plan``: the wait for running
+  (``worker.configuration.followup.plan`` + ``run_plan``: the wait for running
   transactions, listing the mentors, every chunk's locks, awards, audit rows
   and outbox rows, commits included);
 * ``preview_seconds``: the dry run's read-only counts (``preview``) before it.
@@ -101,6 +101,7 @@ def naive(engine: Engine, definitions: tuple[UUID, ...], sample: int) -> tuple[f
 def set_based(engine: Engine, definitions: tuple[UUID, ...]) -> tuple[float, float, Any]:
     """(preview seconds, full run seconds, RetroReport)."""
     from worker.badges import retroactive
+    from worker.configuration import followup
     from worker.core.clock import FixedClock
 
     started = time.perf_counter()
@@ -110,9 +111,7 @@ def set_based(engine: Engine, definitions: tuple[UUID, ...]) -> tuple[float, flo
     preview_seconds = time.perf_counter() - started
     say("preview: " + ", ".join(f"{c.code} +{c.newly_earned}" for c in counts))
     started = time.perf_counter()
-    report = retroactive.run_plan(
-        engine, retroactive.plan(engine, definitions), clock=FixedClock(NOW)
-    )
+    report = followup.run_plan(engine, followup.plan(engine, definitions), clock=FixedClock(NOW))
     seconds = time.perf_counter() - started
     return preview_seconds, seconds, report
 

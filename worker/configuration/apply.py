@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -54,100 +55,114 @@ def check_references(conn: Connection, config: Configuration) -> None:
         raise ConfigurationError(problems)
 
 
-def apply_configuration(conn: Connection, config: Configuration, clock: Clock) -> ApplyReport:
-    """Upsert everything in ``config``; rows already identical are left untouched."""
-    check_references(conn, config)
-    now = clock.now()
-    badge_keys = [(b.organisation_id, b.code) for b in config.badges]
-    badges_before = _stored(conn, badge_definitions, ("code",), badge_keys, _BADGE_STATE)
-    tier_keys = [(t.organisation_id, int(t.level)) for t in config.tiers]
-    tiers_before = _stored(conn, recognition_tiers, ("level",), tier_keys, _TIER_STATE)
-    period_keys = [(p.organisation_id, p.name) for p in config.award_periods]
-    periods_before = _stored(conn, award_periods, ("name",), period_keys, _PERIOD_STATE)
-    org_count = upsert_changed(
-        conn,
-        organisations,
-        [{**o.model_dump(), "updated_at": now} for o in config.organisations],
-        key=["id"],
-        compare=["name", "language"],
-        also_set=["updated_at"],
-    )
-    badge_count = upsert_changed(
-        conn,
-        badge_definitions,
-        [
+@dataclass(frozen=True)
+class _Section:
+    """How one section of the file is written: its table, upsert key and compared columns."""
+
+    table: Table
+    name: str  # with organisation_id: the natural key (organisations: none)
+    compare: tuple[str, ...]
+    #: Stored columns whose change matters to mentors (what follows a change).
+    state: tuple[str, ...] = ()
+
+    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        return upsert_changed(
+            conn,
+            self.table,
+            rows,
+            key=["organisation_id", self.name] if self.name != "id" else ["id"],
+            compare=list(self.compare),
+            also_set=["updated_at"],
+        )
+
+    def stored(self, conn: Connection, keys: list[tuple[UUID, Any]]) -> dict[Any, dict[str, Any]]:
+        return _stored(conn, self.table, (self.name,), keys, self.state)
+
+
+_ORGANISATIONS = _Section(organisations, "id", ("name", "language"))
+_BADGES = _Section(
+    badge_definitions,
+    "code",
+    ("name", "description", "criteria", "enabled", "revocable"),
+    ("id", "criteria", "enabled"),
+)
+_TIERS = _Section(
+    recognition_tiers,
+    "level",
+    ("min_assignments", "min_streak", "activity_types"),
+    ("min_assignments", "min_streak", "activity_types"),
+)
+_PERIODS = _Section(
+    award_periods,
+    "name",
+    ("start_date", "end_date", "is_active"),
+    ("start_date", "end_date", "is_active"),
+)
+
+
+def _rows(config: Configuration, now: datetime) -> dict[_Section, list[dict[str, Any]]]:
+    """The rows each section writes (``updated_at`` = now)."""
+    return {
+        _ORGANISATIONS: [{**o.model_dump(), "updated_at": now} for o in config.organisations],
+        _BADGES: [
             {
+                **b.model_dump(exclude={"criteria"}),
                 "id": b.id,
-                "organisation_id": b.organisation_id,
-                "code": b.code,
-                "name": b.name,
-                "description": b.description,
                 "criteria": b.criteria.model_dump(mode="json"),
-                "enabled": b.enabled,
-                "revocable": b.revocable,
                 "updated_at": now,
             }
             for b in config.badges
         ],
-        key=["organisation_id", "code"],
-        compare=["name", "description", "criteria", "enabled", "revocable"],
-        also_set=["updated_at"],
-    )
-    tier_count = upsert_changed(
-        conn,
-        recognition_tiers,
-        [
+        _TIERS: [
             {
+                **t.model_dump(exclude={"level", "activity_types"}),
                 "id": t.id,
-                "organisation_id": t.organisation_id,
                 "level": int(t.level),
-                "min_assignments": t.min_assignments,
-                "min_streak": t.min_streak,
                 "activity_types": sorted(t.activity_types),
                 "updated_at": now,
             }
             for t in config.tiers
         ],
-        key=["organisation_id", "level"],
-        compare=["min_assignments", "min_streak", "activity_types"],
-        also_set=["updated_at"],
-    )
-    period_count = upsert_changed(
-        conn,
-        award_periods,
-        [{"id": p.id, **p.model_dump(), "updated_at": now} for p in config.award_periods],
-        key=["organisation_id", "name"],
-        compare=["start_date", "end_date", "is_active"],
-        also_set=["updated_at"],
-    )
-    badges_after = _stored(conn, badge_definitions, ("code",), badge_keys, _BADGE_STATE)
+        _PERIODS: [{"id": p.id, **p.model_dump(), "updated_at": now} for p in config.award_periods],
+    }
+
+
+def apply_configuration(conn: Connection, config: Configuration, clock: Clock) -> ApplyReport:
+    """Upsert everything in ``config``; rows already identical are left untouched.
+
+    Also reports what the change means for existing mentors: the definitions
+    to evaluate them against and the organisations whose tiers to re-evaluate.
+    """
+    check_references(conn, config)
+    keys: dict[_Section, list[tuple[UUID, Any]]] = {
+        _BADGES: [(b.organisation_id, b.code) for b in config.badges],
+        _TIERS: [(t.organisation_id, int(t.level)) for t in config.tiers],
+        _PERIODS: [(p.organisation_id, p.name) for p in config.award_periods],
+    }
+    before = {section: section.stored(conn, k) for section, k in keys.items()}
+    written = {
+        section: section.write(conn, rows) for section, rows in _rows(config, clock.now()).items()
+    }
+    after = {section: section.stored(conn, k) for section, k in keys.items()}
     tier_orgs = {
         key[0]
-        for before, after in (
-            (tiers_before, _stored(conn, recognition_tiers, ("level",), tier_keys, _TIER_STATE)),
-            (periods_before, _stored(conn, award_periods, ("name",), period_keys, _PERIOD_STATE)),
-        )
-        for key, state in after.items()
-        if before.get(key) != state
+        for section in (_TIERS, _PERIODS)
+        for key, state in after[section].items()
+        if before[section].get(key) != state
     }
     return ApplyReport(
-        org_count,
-        badge_count,
-        tier_count,
-        period_count,
+        written[_ORGANISATIONS],
+        written[_BADGES],
+        written[_TIERS],
+        written[_PERIODS],
         tuple(config.warnings),
         evaluate_definitions=tuple(
             state["id"]
-            for key, state in sorted(badges_after.items(), key=lambda item: str(item[0]))
-            if _needs_evaluation(badges_before.get(key), state)
+            for key, state in sorted(after[_BADGES].items(), key=lambda item: str(item[0]))
+            if _needs_evaluation(before[_BADGES].get(key), state)
         ),
         tier_organisations=tuple(sorted(tier_orgs, key=str)),
     )
-
-
-_BADGE_STATE = ("id", "criteria", "enabled")
-_TIER_STATE = ("min_assignments", "min_streak", "activity_types")
-_PERIOD_STATE = ("start_date", "end_date", "is_active")
 
 
 def _stored(

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from schema.tables import earned_badges, notification_outbox, processed_events
 from tests.helpers import saved_event, threshold, wait_for
 from tests.integration.harness import WorkerProcess, apply, organisation
-from worker.badges import retroactive
+from worker.configuration import followup
 from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import SystemClock
@@ -76,8 +76,8 @@ def test_events_committed_during_the_evaluation_are_neither_missed_nor_doubled(
             published.extend(batch)
 
     try:
-        work = retroactive.plan(engine, report.evaluate_definitions)
-        result = retroactive.run_plan(
+        work = followup.plan(engine, report.evaluate_definitions)
+        result = followup.run_plan(
             engine, work, clock=SystemClock(), chunk_size=10, progress=between_chunks
         )
     finally:

@@ -24,8 +24,9 @@ from sqlalchemy import Engine, select
 from schema.migrate import upgrade
 from schema.tables import earned_badges, notification_outbox
 from tests.helpers import saved_event
-from worker.badges.retroactive import evaluate_definitions, load_definitions, preview
+from worker.badges.retroactive import load_definitions, preview
 from worker.configuration.apply import apply_configuration
+from worker.configuration.followup import evaluate_definitions
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import FixedClock
 from worker.db.engine import make_engine
