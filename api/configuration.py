@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from api.auth import Principal, Role
@@ -59,30 +59,37 @@ def _problems(lines: Sequence[str]) -> list[FieldProblem]:
 
 def _check_permissions(principal: Principal, items: Sequence[ConfigItem]) -> None:
     principal.require(Role.SERVICE, Role.ORG_ADMIN)
-    outside = [
-        FieldProblem(
-            location="body",
-            path=body_path("items", index, "organisation_id"),
-            message="outside this token's organisation",
-        )
-        for index, item in enumerate(items)
-        if not principal.can_see_organisation(item.organisation_id)
-    ]
+    outside = _flag_items(
+        items,
+        "organisation_id",
+        "outside this token's organisation",
+        lambda item: not principal.can_see_organisation(item.organisation_id),
+    )
     if outside:
         raise forbidden("an org admin may configure only their own organisation", outside)
-    raw = [
-        FieldProblem(
-            location="body",
-            path=body_path("items", index, "criteria"),
-            message="raw criteria are reserved for org admins",
-        )
-        for index, item in enumerate(items)
-        if isinstance(item, BadgeDefinitionConfig)
-        and contains_raw(item.criteria)
-        and principal.role is not Role.ORG_ADMIN
-    ]
+    raw = _flag_items(
+        items,
+        "criteria",
+        "raw criteria are reserved for org admins",
+        lambda item: (
+            isinstance(item, BadgeDefinitionConfig)
+            and contains_raw(item.criteria)
+            and principal.role is not Role.ORG_ADMIN
+        ),
+    )
     if raw:
         raise forbidden("the raw escape hatch is only for org admins", raw)
+
+
+def _flag_items(
+    items: Sequence[ConfigItem], field: str, message: str, applies: Callable[[ConfigItem], bool]
+) -> list[FieldProblem]:
+    """One problem at ``$.items[i].<field>`` for each item ``applies`` to."""
+    return [
+        FieldProblem(location="body", path=body_path("items", index, field), message=message)
+        for index, item in enumerate(items)
+        if applies(item)
+    ]
 
 
 def _warnings(items: Sequence[ConfigItem]) -> list[ConfigWarning]:

@@ -5,12 +5,25 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
-from worker.badges.awards import InvalidCursor
+from fastapi import Query
+
+from worker.badges.awards import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 
 #: Longer cursors than this were certainly not issued by the API.
 MAX_CURSOR_LENGTH = 200
+
+#: Query parameters every list route shares.
+OrganisationParam = Annotated[
+    UUID | None,
+    Query(description="Required for the service role; others default to their own organisation"),
+]
+LimitParam = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)]
+#: The default page size of list routes.
+PAGE_SIZE = DEFAULT_PAGE_SIZE
 
 
 def encode_cursor(at: datetime, row_id: UUID) -> str:

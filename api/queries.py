@@ -22,7 +22,6 @@ from schema.tables import (
     recognition_tiers,
 )
 from worker.core.clock import Clock
-from worker.model.criteria import parse_criteria
 from worker.model.tiers import TierAwardPeriod, TierLevel
 
 
@@ -40,19 +39,7 @@ def badge_definitions_of(conn: Connection, organisation_id: UUID) -> list[BadgeD
         .where(badge_definitions.c.organisation_id == organisation_id)
         .order_by(badge_definitions.c.code)
     )
-    return [
-        BadgeDefinitionOut(
-            id=r.id,
-            organisation_id=r.organisation_id,
-            code=r.code,
-            name=r.name,
-            description=r.description,
-            enabled=r.enabled,
-            revocable=r.revocable,
-            criteria=parse_criteria(r.criteria),
-        )
-        for r in rows
-    ]
+    return [BadgeDefinitionOut.model_validate(r, from_attributes=True) for r in rows]
 
 
 def tiers_of(conn: Connection, organisation_id: UUID) -> list[TierOut]:
@@ -61,14 +48,10 @@ def tiers_of(conn: Connection, organisation_id: UUID) -> list[TierOut]:
         .where(recognition_tiers.c.organisation_id == organisation_id)
         .order_by(recognition_tiers.c.level)
     )
+    fields = TierOut.model_fields.keys() - {"level"}
     return [
-        TierOut(
-            id=r.id,
-            organisation_id=r.organisation_id,
-            level=TierLevel(r.level).label,
-            min_assignments=r.min_assignments,
-            min_streak=r.min_streak,
-            activity_types=list(r.activity_types),
+        TierOut.model_validate(
+            {**{f: r._mapping[f] for f in fields}, "level": TierLevel(r.level).label}
         )
         for r in rows
     ]
@@ -84,14 +67,7 @@ def award_periods_of(
     )
     out = []
     for r in rows:
-        period = TierAwardPeriod(
-            id=r.id,
-            organisation_id=r.organisation_id,
-            name=r.name,
-            start_date=r.start_date,
-            end_date=r.end_date,
-            is_active=r.is_active,
-        )
+        period = TierAwardPeriod.model_validate(r, from_attributes=True)
         out.append(
             AwardPeriodOut(
                 **period.model_dump(), is_currently_active=period.is_currently_active(clock, tz)

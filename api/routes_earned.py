@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
@@ -13,14 +13,12 @@ from sqlalchemy.exc import DataError
 from api.auth import CurrentPrincipal, Principal, Role
 from api.context import Context
 from api.metrics import record_award
-from api.pagination import MAX_CURSOR_LENGTH
+from api.pagination import PAGE_SIZE, CursorParam, LimitParam, OrganisationParam
 from api.problems import FieldProblem, invalid, not_found, problem_docs
 from api.queries import mentor_organisation
 from api.schemas import AwardRequest, EarnedBadgeCheck, EarnedBadgePage
 from api.text import storable_text
 from worker.badges.awards import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     BadgeDefinition,
     EarnedBadge,
     InvalidCursor,
@@ -67,11 +65,9 @@ def list_earned_badges(
     principal: CurrentPrincipal,
     context: Context,
     peer_mentor_id: UUID | None = None,
-    organisation_id: Annotated[
-        UUID | None, Query(description="Required for the service role; others default to their own")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+    organisation_id: OrganisationParam = None,
+    limit: LimitParam = PAGE_SIZE,
+    cursor: CursorParam = None,
 ) -> EarnedBadgePage:
     org = principal.organisation_scope(organisation_id)
     mentor = principal.mentor_scope(peer_mentor_id)
@@ -93,10 +89,7 @@ def list_earned_badges(
     responses=problem_docs(401, 403, 404, 422),
 )
 def check_earned_badge(
-    principal: CurrentPrincipal,
-    context: Context,
-    badge_definition_id: UUID,
-    peer_mentor_id: UUID,
+    principal: CurrentPrincipal, context: Context, badge_definition_id: UUID, peer_mentor_id: UUID
 ) -> EarnedBadgeCheck:
     principal.mentor_scope(peer_mentor_id)
     with context.transaction() as conn:
@@ -105,12 +98,11 @@ def check_earned_badge(
     return EarnedBadgeCheck(earned=earned is not None, earned_badge=earned)
 
 
-@router.get(
-    "/{earned_badge_id}",
-    response_model=EarnedBadge,
-    summary="Read one earned badge",
-    responses=problem_docs(401, 404, 422),
-)
+#: One earned badge by id: 404 unless the caller may see it.
+_ONE: dict[str, Any] = {"response_model": EarnedBadge, "responses": problem_docs(401, 404, 422)}
+
+
+@router.get("/{earned_badge_id}", summary="Read one earned badge", **_ONE)
 def get_earned_badge(
     principal: CurrentPrincipal, context: Context, earned_badge_id: UUID
 ) -> EarnedBadge:

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 
 from api.auth import CurrentPrincipal
 from api.context import Context
-from api.pagination import MAX_CURSOR_LENGTH
+from api.pagination import PAGE_SIZE, CursorParam, LimitParam, OrganisationParam
 from api.problems import FieldProblem, invalid, not_found, problem_docs
 from api.queries import get_notification, list_notifications, mark_read
 from api.schemas import NotificationOut, NotificationPage
-from worker.badges.awards import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from worker.badges.awards import InvalidCursor
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
@@ -29,11 +29,9 @@ def list_(
     context: Context,
     unread: Annotated[bool | None, Query(description="true: only unread; false: only read")] = None,
     peer_mentor_id: UUID | None = None,
-    organisation_id: Annotated[
-        UUID | None, Query(description="Required for the service role; others default to their own")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+    organisation_id: OrganisationParam = None,
+    limit: LimitParam = PAGE_SIZE,
+    cursor: CursorParam = None,
 ) -> NotificationPage:
     org = principal.organisation_scope(organisation_id)
     mentor = principal.mentor_scope(peer_mentor_id)

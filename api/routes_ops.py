@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -43,21 +44,22 @@ def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
+#: Readiness and health answer the same: 503 while a dependency is unreachable.
+_DEPENDENCIES: dict[str, Any] = {
+    "response_model": Health,
+    "responses": {503: {"model": Health, "description": "A dependency is unreachable"}},
+}
+
+
 @router.get(
     "/readyz",
-    response_model=Health,
     summary="Readiness: the database and the broker answer (no token needed)",
-    responses={503: {"model": Health, "description": "A dependency is unreachable"}},
+    **_DEPENDENCIES,
 )
-def readyz(context: Context) -> JSONResponse:
-    return health(context)
-
-
 @router.get(
     "/health",
-    response_model=Health,
     summary="Is the database and the broker reachable? (no token needed)",
-    responses={503: {"model": Health, "description": "A dependency is unreachable"}},
+    **_DEPENDENCIES,
 )
 def health(context: Context) -> JSONResponse:
     def database() -> None:

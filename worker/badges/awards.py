@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, and_, or_, select
 
 from schema.tables import badge_audit, badge_definitions, earned_badges
+from worker.core.clock import as_utc
 from worker.core.models import batches
 from worker.db.sql import insert_for
 from worker.model.criteria import Criteria, parse_criteria
@@ -54,15 +55,15 @@ class BadgeDefinition:
     revocable: bool
 
     def earned(self, earned_id: UUID, peer_mentor_id: UUID, earned_at: datetime) -> EarnedBadge:
-        """The award of this badge to ``peer_mentor_id``."""
-        return EarnedBadge(
+        """The award of this badge to ``peer_mentor_id`` (values as stored: not validated again)."""
+        return EarnedBadge.model_construct(
             id=earned_id,
             badge_definition_id=self.id,
             code=self.code,
             name=self.name,
             peer_mentor_id=peer_mentor_id,
             organisation_id=self.organisation_id,
-            earned_at=earned_at,
+            earned_at=as_utc(earned_at),
         )
 
 
@@ -343,3 +344,33 @@ def revocable_earned(conn: Connection, mentor_ids: Collection[UUID]) -> list[Ear
         )
     )
     return [EarnedBadge.model_validate(r._mapping) for r in rows]
+
+
+#: The columns an ``INSERT … SELECT`` of awards fills, in this order.
+AWARD_COLUMNS = (
+    "id",
+    "badge_definition_id",
+    "peer_mentor_id",
+    "organisation_id",
+    "earned_at",
+    "award_source",
+)
+
+
+def insert_awards_from(
+    conn: Connection, definition: BadgeDefinition, rows: Any
+) -> list[EarnedBadge]:
+    """Award ``definition`` for every row of the select ``rows`` (columns :data:`AWARD_COLUMNS`).
+
+    ``ON CONFLICT DO NOTHING``: a mentor who already holds the badge keeps the
+    award they have; only the awards inserted come back, by mentor id.
+    """
+    e = earned_badges.c
+    stmt = (
+        insert_for(conn, earned_badges)
+        .from_select(list(AWARD_COLUMNS), rows)
+        .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
+        .returning(e.id, e.peer_mentor_id, e.earned_at)
+    )
+    inserted = [definition.earned(r.id, r.peer_mentor_id, r.earned_at) for r in conn.execute(stmt)]
+    return sorted(inserted, key=lambda earned: earned.peer_mentor_id)

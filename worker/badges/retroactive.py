@@ -54,12 +54,16 @@ from schema.tables import (
     earned_badges,
     mentors,
 )
-from worker.badges.awards import BadgeDefinition, EarnedBadge, definition_from_row
+from worker.badges.awards import (
+    BadgeDefinition,
+    EarnedBadge,
+    definition_from_row,
+    insert_awards_from,
+)
 from worker.badges.criteria_sql import Bounds, meets
 from worker.badges.evaluation import EVALUATION_ACTOR
-from worker.core.clock import as_utc
 from worker.db.locks import lock_mentors
-from worker.db.sql import in_values, insert_for, new_uuid
+from worker.db.sql import in_values, new_uuid
 from worker.model.criteria import (
     contains_raw,
 )
@@ -214,35 +218,7 @@ def _award(
         )
         .order_by(m.peer_mentor_id)
     )
-    stmt = (
-        insert_for(conn, earned_badges)
-        .from_select(
-            [
-                "id",
-                "badge_definition_id",
-                "peer_mentor_id",
-                "organisation_id",
-                "earned_at",
-                "award_source",
-            ],
-            qualifying,
-        )
-        .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
-        .returning(e.id, e.peer_mentor_id, e.earned_at)
-    )
-    # Rows straight from the database: no need to validate them again.
-    return [
-        EarnedBadge.model_construct(
-            id=row.id,
-            badge_definition_id=d.id,
-            code=d.code,
-            name=d.name,
-            peer_mentor_id=row.peer_mentor_id,
-            organisation_id=org,
-            earned_at=as_utc(row.earned_at),
-        )
-        for row in conn.execute(stmt)
-    ]
+    return insert_awards_from(conn, d, qualifying)
 
 
 def _revoke(
@@ -258,18 +234,7 @@ def _revoke(
         )
         .returning(e.id, e.peer_mentor_id, e.earned_at)
     ).all()
-    lost = [
-        EarnedBadge(
-            id=row.id,
-            badge_definition_id=d.id,
-            code=d.code,
-            name=d.name,
-            peer_mentor_id=row.peer_mentor_id,
-            organisation_id=d.organisation_id,
-            earned_at=as_utc(row.earned_at),
-        )
-        for row in rows
-    ]
+    lost = [d.earned(row.id, row.peer_mentor_id, row.earned_at) for row in rows]
     _audit(conn, lost, action="revoked", reason=REVOKE_REASON, now=now)
     return len(lost)
 

@@ -28,8 +28,13 @@ from sqlalchemy import (
 )
 
 from schema.tables import earned_badges, tier_assignments
-from worker.badges.awards import BadgeDefinition, EarnedBadge, enabled_definitions
-from worker.db.sql import insert_for, new_uuid
+from worker.badges.awards import (
+    BadgeDefinition,
+    EarnedBadge,
+    enabled_definitions,
+    insert_awards_from,
+)
+from worker.db.sql import new_uuid
 from worker.model.criteria import TierCriterion, contains_raw, uses_tier
 from worker.model.tiers import TierAwardPeriod
 from worker.notifications.outbox import notify_awards
@@ -109,34 +114,4 @@ def _award_rows(
 
 def _insert_awards(conn: Connection, definition: BadgeDefinition, rows: Any) -> list[EarnedBadge]:
     """Insert ``rows`` (``ON CONFLICT DO NOTHING``); the awards inserted, by mentor id."""
-    stmt = (
-        insert_for(conn, earned_badges)
-        .from_select(
-            [
-                "id",
-                "badge_definition_id",
-                "peer_mentor_id",
-                "organisation_id",
-                "earned_at",
-                "award_source",
-            ],
-            rows,
-        )
-        .on_conflict_do_nothing(index_elements=["badge_definition_id", "peer_mentor_id"])
-        .returning(earned_badges.c.id, earned_badges.c.peer_mentor_id, earned_badges.c.earned_at)
-    )
-    return sorted(
-        (
-            EarnedBadge(
-                id=row.id,
-                badge_definition_id=definition.id,
-                code=definition.code,
-                name=definition.name,
-                peer_mentor_id=row.peer_mentor_id,
-                organisation_id=definition.organisation_id,
-                earned_at=row.earned_at,
-            )
-            for row in conn.execute(stmt).all()
-        ),
-        key=lambda e: e.peer_mentor_id,
-    )
+    return insert_awards_from(conn, definition, rows)
