@@ -219,14 +219,23 @@ class ReliableChannelMixin:
             except (TypeError, ValueError):
                 self._set_aside(key, raw)
                 continue
-            self.connection._deliver(payload, queue)
+            try:
+                self.connection._deliver(payload, queue)
+            except Exception:
+                # Not this transport's to judge, but the rest of the pop must
+                # still be delivered: keep the message aside rather than lose it.
+                logger.exception("consumer failed on a message from %s; set aside", queue)
+                self._set_aside(key, raw)
+                tag = (payload.get("properties") or {}).get("delivery_tag")
+                if tag in self.qos._delivered:
+                    self.qos.ack(tag)
             last = queue
         if last is not None:
             self._queue_cycle.rotate(last)
 
     def _set_aside(self, key: str, raw: bytes) -> None:
-        """An envelope Redis's JSON decoder took but Python's refuses: keep it aside, logged."""
-        logger.error("message on %s is not a kombu message; moved to %s", key, self.undeliverable_key)
+        """A message that cannot be delivered: kept on the undeliverable list, logged."""
+        logger.error("message from %s moved to %s", key, self.undeliverable_key)
         with self.conn_or_acquire() as client:  # type: ignore[attr-defined]
             client.lpush(self.undeliverable_key, raw)
         # Its unacked entry (under a tag Python cannot read) ends with the visibility timeout.

@@ -16,6 +16,19 @@ delivered again (and their effects are idempotent).  Messages with an ETA
 For the prefork pool the worker's prefetch limit must exceed ``flush_every``,
 or a batch could never fill: ``celeryconfig`` sets the prefetch multiplier
 from the batch size.
+
+Poison messages never take their batch-mates down:
+
+* each message is decoded and passed through :meth:`BatchTask.prepare` in
+  the consumer as it arrives, so what crosses into the pool is bounded and
+  plain; a body that cannot be decoded (broken JSON, invalid UTF-8, a
+  refused content type such as pickle) becomes a *rejected* item carrying
+  its raw body (bounded) and the reason, instead of Celery's drop-and-log;
+* if handing a batch to the pool fails (pickling, say) or the batch raises,
+  it is split in halves down to the message that causes it, which is
+  rejected with the error as its reason; every other message is processed;
+* only a lost pool process or an error in :attr:`BatchTask.requeue_on`
+  (outages) hands the messages back to the broker.
 """
 
 from __future__ import annotations
@@ -26,10 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.utils.imports import symbol_by_name
 from celery.worker.request import create_request_cls
 from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
+
+from worker.quarantine import bounded_raw
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +59,14 @@ class BatchItem:
     kwargs: dict[str, Any]
     retries: int
     queue: str | None = None  # the queue it came from (retries go back there)
+    #: Set for a message refused before it reached the task: why, and the raw
+    #: body (bounded), for the task to quarantine; ``args``/``kwargs`` are empty.
+    reason: str | None = None
+    raw: str | None = None
+
+    def rejected(self, reason: str, raw: Any) -> BatchItem:
+        text, note = bounded_raw(raw)
+        return BatchItem(self.task_id, (), {}, self.retries, self.queue, reason + note, text)
 
 
 def run_batch(task_name: str, items: list[BatchItem]) -> Any:
@@ -59,9 +83,20 @@ class BatchTask(Task):  # type: ignore[misc]
     abstract = True
     flush_every: int = 100
     flush_interval: float = 0.25
+    #: Errors of a batch that hand its messages back to the broker (outages);
+    #: any other error splits the batch to find the message that causes it.
+    requeue_on: tuple[type[BaseException], ...] = ()
 
     def run_batch(self, items: list[BatchItem]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def prepare(self, item: BatchItem) -> BatchItem:
+        """Check or parse one message in the consumer, before it is buffered.
+
+        Return the item to send to the pool (plain, bounded data), or
+        ``item.rejected(reason, raw)``.  Runs once per message, as it arrives.
+        """
+        return item
 
     def Strategy(self, task: Task, app: Any, consumer: Any) -> Callable[..., None]:
         hostname = consumer.hostname
@@ -95,49 +130,88 @@ class BatchTask(Task):  # type: ignore[misc]
                 flush()
 
         def _dispatch(requests: list[Any]) -> None:
-            items = [
-                BatchItem(
-                    task_id=r.id,
-                    args=tuple(r.args or ()),
-                    kwargs=dict(r.kwargs or {}),
-                    retries=int(r.request_dict.get("retries") or 0),
-                    queue=(r.delivery_info or {}).get("routing_key"),
-                )
-                for r in requests
-            ]
+            _dispatch_items([(r, r.batch_item) for r in requests])
+
+        def _dispatch_items(batch: list[tuple[Any, BatchItem]]) -> None:
+            """Hand a batch to the pool; on failure split it down to the culprit."""
+            items = [item for _, item in batch]
 
             def on_done(_: Any) -> None:
-                for r in requests:
+                for r, _item in batch:
                     r.acknowledge()
 
             def on_error(exc: Any) -> None:
-                # The pool process died or the call failed: hand the messages back.
-                log.error("batch of %d failed in the pool (%r); requeueing", len(requests), exc)
-                for r in requests:
-                    r.reject(requeue=True)
+                if isinstance(exc, (WorkerLostError, *task.requeue_on)):
+                    # The pool process died, or an outage: hand the messages back.
+                    log.error("batch of %d failed in the pool (%r); requeueing", len(batch), exc)
+                    for r, _item in batch:
+                        r.reject(requeue=True)
+                    return
+                _isolate(batch, exc)
 
-            pool.apply_async(
-                run_batch,
-                args=(task.name, items),
-                callback=on_done,
-                error_callback=on_error,
-            )
+            try:
+                pool.apply_async(
+                    run_batch,
+                    args=(task.name, items),
+                    callback=on_done,
+                    error_callback=on_error,
+                )
+            except Exception as exc:
+                log.exception("could not hand a batch of %d to the pool", len(batch))
+                _isolate(batch, exc)
+
+        def _isolate(batch: list[tuple[Any, BatchItem]], exc: BaseException) -> None:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                _dispatch_items(batch[:middle])
+                _dispatch_items(batch[middle:])
+                return
+            request, item = batch[0]
+            if item.reason is not None:
+                # Even quarantining it failed, and not for an outage: a defect
+                # that a redelivery would only repeat.
+                log.error("could not quarantine message %s (%r); dropped", item.task_id, exc)
+                request.reject(requeue=False)
+                return
+            reason = f"processing failed: {type(exc).__name__}: {str(exc)[:500]}"
+            _dispatch_items([(request, item.rejected(reason, _raw_of(item)))])
 
         def handler(
             message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **_: Any
         ) -> None:
-            if body is None and "args" not in message.payload:
+            try:
+                request = _request(message, body, ack, reject)
+            except Exception as exc:
+                _refuse(message, ack, reject, exc)
+                return
+            request.batch_item = _prepare(request)
+            if request.eta:
+                timer.call_at(request.eta, add, (request,))
+                return
+            add(request)
+
+        def _request(message: Any, body: Any, ack: Any, reject: Any) -> Any:
+            """Celery's request for ``message``; decodes its body here, in the consumer."""
+            payload = message.payload
+            if body is None and isinstance(payload, dict) and "args" in payload:
+                body, headers, decoded, utc = hybrid_to_proto2(message, payload)
+            elif body is None:
+                if not (
+                    isinstance(payload, list | tuple)
+                    and len(payload) == 3
+                    and isinstance(payload[0], list | tuple)
+                    and isinstance(payload[1], dict)
+                ):
+                    raise ValueError("not a Celery task message body: [args, kwargs, embed]")
                 body, headers, decoded, utc = (
                     message.body,
                     message.headers,
                     False,
                     app.uses_utc_timezone(),
                 )
-            elif "args" in message.payload:
-                body, headers, decoded, utc = hybrid_to_proto2(message, message.payload)
             else:
                 body, headers, decoded, utc = proto1_to_proto2(message, body)
-            request = request_cls(
+            return request_cls(
                 message,
                 on_ack=ack,
                 on_reject=reject,
@@ -151,9 +225,53 @@ class BatchTask(Task):  # type: ignore[misc]
                 decoded=decoded,
                 utc=utc,
             )
-            if request.eta:
-                timer.call_at(request.eta, add, (request,))
-                return
-            add(request)
+
+        def _prepare(request: Any) -> BatchItem:
+            item = BatchItem(
+                task_id=request.id,
+                args=tuple(request.args or ()),
+                kwargs=dict(request.kwargs or {}),
+                retries=int(request.request_dict.get("retries") or 0),
+                queue=(request.delivery_info or {}).get("routing_key"),
+            )
+            try:
+                prepared: BatchItem = task.prepare(item)
+                return prepared
+            except Exception as exc:
+                log.exception("preparing message %s failed", request.id)
+                reason = f"processing failed: {type(exc).__name__}: {str(exc)[:500]}"
+                return item.rejected(reason, _raw_of(item))
+
+        def _refuse(message: Any, ack: Any, reject: Any, exc: BaseException) -> None:
+            """A body Celery cannot decode, or refuses: quarantined through the pool, then acked."""
+            headers = message.headers if isinstance(message.headers, dict) else {}
+            task_id = str(headers.get("id") or message.properties.get("correlation_id") or "")
+            reason = (
+                f"message body could not be decoded ({message.content_type or 'no content type'}): "
+                f"{type(exc).__name__}: {str(exc)[:500]}"
+            )
+            log.error("quarantining message %s: %s", task_id, reason)
+            item = BatchItem(task_id, (), {}, 0).rejected(reason, message.body)
+
+            def on_error(error: Any) -> None:
+                requeue = isinstance(error, (WorkerLostError, *task.requeue_on))
+                log.error("could not quarantine message %s (%r)", task_id, error)
+                reject(log, connection_errors, requeue=requeue)
+
+            pool.apply_async(
+                run_batch,
+                args=(task.name, [item]),
+                callback=lambda _: ack(log, connection_errors),
+                error_callback=on_error,
+            )
 
         return handler
+
+
+def _raw_of(item: BatchItem) -> Any:
+    """What to keep of a message: its event when it has exactly one, else args and kwargs."""
+    if item.raw is not None:
+        return item.raw
+    if not item.args and set(item.kwargs) == {"event"}:
+        return item.kwargs["event"]
+    return {"args": list(item.args), "kwargs": item.kwargs}

@@ -1,8 +1,10 @@
 """``badges.ingest_activity``: activity events in, stats/awards/outbox out.
 
-The message contract is one event per message (DESIGN §3); the worker buffers
+The message contract is one event per message; the worker buffers
 messages and processes them as one unit of work per batch
-(:mod:`worker.tasks.batching`).  Error policy, per batch:
+(:mod:`worker.tasks.batching`).  Each event is parsed into its frozen model
+in the consumer as it arrives (:meth:`IngestTask.prepare`), so only validated,
+bounded data crosses into the pool.  Error policy, per batch:
 
 * bad input (contract breaks, unknown organisation, wrong message shape) is
   quarantined inside the batch's transaction; its batch-mates are unaffected;
@@ -20,13 +22,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.app import app
 from worker.clock import SystemClock
 from worker.db import unit_of_work
-from worker.events import QUEUE, TASK_NAME
+from worker.events import QUEUE, TASK_NAME, InvalidEvent, parse_event
 from worker.ingest import IncomingEvent, IngestResult, ingest_events
 from worker.quarantine import quarantine
 from worker.settings import get_settings
@@ -44,6 +46,17 @@ class IngestTask(BatchTask):
     acks_late = True
     flush_every = _settings.ingest_batch_size
     flush_interval = _settings.ingest_flush_interval_s
+    requeue_on = TRANSIENT_ERRORS
+
+    def prepare(self, item: BatchItem) -> BatchItem:
+        """In the consumer: check the message's shape and parse its event (or reject it)."""
+        if item.args or set(item.kwargs) != {"event"}:
+            return item.rejected(BAD_SHAPE, {"args": list(item.args), "kwargs": item.kwargs})
+        try:
+            event = parse_event(item.kwargs["event"])
+        except InvalidEvent as exc:
+            return item.rejected(exc.reason[:2000], item.kwargs["event"])
+        return replace(item, kwargs={"event": event.model_dump(mode="json")})
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, int]:
         """One message on its own (a batch of one): direct calls and tests."""
@@ -53,6 +66,10 @@ class IngestTask(BatchTask):
         """Apply a batch of messages in one unit of work (see the module docstring)."""
         log.info("processing batch of %d", len(items))
         result = IngestResult()
+        refused = [i for i in items if i.reason is not None]
+        if refused:
+            result.merge(_quarantine_items([(i.raw, i.task_id, i.reason or "") for i in refused]))
+        items = [i for i in items if i.reason is None]
         wrong_shape = [i for i in items if i.args or set(i.kwargs) != {"event"}]
         if wrong_shape:
             result.merge(
@@ -75,7 +92,7 @@ class IngestTask(BatchTask):
         dispatch_outbox(result.outbox)
         log.info(
             "ingested batch of %d: applied %d, duplicates %d, stale %d, quarantined %d, awarded %d",
-            len(items),
+            len(items) + len(refused),
             result.applied,
             result.duplicates,
             result.stale,
@@ -83,7 +100,7 @@ class IngestTask(BatchTask):
             len(result.awarded),
         )
         return {
-            "received": len(items),
+            "received": len(items) + len(refused),
             "applied": result.applied,
             "duplicates": result.duplicates,
             "quarantined": result.quarantined,
@@ -100,11 +117,13 @@ def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
 
 
 def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
+    return _quarantine_items([(i.payload, i.task_id, reason[:2000]) for i in incoming])
+
+
+def _quarantine_items(items: list[tuple[Any, str | None, str]]) -> IngestResult:
     with unit_of_work() as conn:
-        count = quarantine(
-            conn, [(i.payload, i.task_id, reason[:2000]) for i in incoming], now=SystemClock().now()
-        )
-    return IngestResult(received=len(incoming), quarantined=count)
+        count = quarantine(conn, items, now=SystemClock().now())
+    return IngestResult(received=len(items), quarantined=count)
 
 
 @dataclass(frozen=True)
