@@ -85,6 +85,7 @@ class WorkerProcess:
         queues: str = "activity_events,notifications,maintenance",
         env: dict[str, str] | None = None,
         name: str | None = None,
+        wait: bool = True,
     ) -> None:
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log"
@@ -99,7 +100,12 @@ class WorkerProcess:
             command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
+
+    def ready(self) -> bool:
+        """Started and consuming (for callers that did not wait)."""
+        return self.process.poll() is None and b"ready." in self.log_path.read_bytes()
 
     def _wait_ready(self) -> None:
         from tests.helpers import wait_for

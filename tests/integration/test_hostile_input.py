@@ -29,9 +29,16 @@ def envelope(body: bytes, *, queue: str, content_type: str = "application/json")
         "content-encoding": "utf-8",
         "content-type": content_type,
         "headers": {
-            "lang": "js", "task": TASK_NAME, "id": task_id, "root_id": task_id,
-            "parent_id": None, "group": None, "retries": 0, "eta": None, "expires": None,
-        },  # fmt: skip
+            "lang": "js",
+            "task": TASK_NAME,
+            "id": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "group": None,
+            "retries": 0,
+            "eta": None,
+            "expires": None,
+        },
         "properties": {
             "correlation_id": task_id,
             "delivery_mode": 2,

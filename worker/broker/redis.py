@@ -299,13 +299,15 @@ class ReliableChannelMixin:
                 ],
                 client=client,
             )
-        if requeued:
+        if requeued and beat:
             logger.warning(
                 "requeued %d message(s) held by %d consumer(s) without a heartbeat for %ss",
                 requeued,
                 dead,
                 self.consumer_dead_timeout,
             )
+        elif requeued:
+            logger.info("handed back %d held message(s) on closing", requeued)
         return int(dead), int(requeued)
 
     def release(self) -> None:
