@@ -18,7 +18,7 @@ def _at_size(key: str, size: int, check: Check) -> Check:
 
 TARGETS: dict[str, dict[str, Check]] = {
     "ingest": {
-        "ratio >= 0.85": lambda r: r["ratio"] >= 0.85,
+        "ratio >= 1.0": lambda r: r["ratio"] >= 1.0,
         "p99_ms <= 1500": lambda r: r["p99_ms"] <= 1500,
     },
     "scale": {"ratio >= 1.6": lambda r: r["ratio"] >= 1.6},
@@ -34,6 +34,7 @@ TARGETS: dict[str, dict[str, Check]] = {
             "activities", 1_000_000, lambda r: r["seconds"] <= 120
         ),
     },
+    "recovery": {"max_seconds <= 30": lambda r: r["max_seconds"] <= 30},
     "memory": {
         "rss_end_mb within 10% of rss_start_mb": lambda r: (
             abs(r["rss_end_mb"] - r["rss_start_mb"]) <= 0.1 * r["rss_start_mb"]
