@@ -34,7 +34,10 @@ TARGETS: dict[str, dict[str, Check]] = {
             "activities", 1_000_000, lambda r: r["seconds"] <= 120
         ),
     },
-    "recovery": {"max_seconds <= 30": lambda r: r["max_seconds"] <= 30},
+    "recovery": {
+        "max_seconds <= 30": lambda r: r["max_seconds"] <= 30,
+        "sigterm_max_seconds < 30 (no stall)": lambda r: r["sigterm_max_seconds"] < 30,
+    },
     "memory": {
         "rss_end_mb within 10% of rss_start_mb": lambda r: (
             abs(r["rss_end_mb"] - r["rss_start_mb"]) <= 0.1 * r["rss_start_mb"]

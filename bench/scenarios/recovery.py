@@ -10,6 +10,10 @@ instance.  ``max_seconds`` is the slowest round: it is bounded by the
 dead-consumer timeout (``BROKER_CONSUMER_DEAD_AFTER_S``, 15 s) plus one
 heartbeat interval plus the time to process what came back.
 
+Then ``sigterms`` rounds of the same with SIGTERM instead of SIGKILL:
+``sigterm_max_seconds`` is the longest warm shutdown (signal to exit), with
+the stream still flowing, and every event is still committed once.
+
 Before the rounds, the cost of polling at idle: the CPU share of the two idle
 consumer (main) processes and of the Redis server over ``IDLE_SECONDS``,
 next to one idle worker on stock kombu's ``BRPOP`` (the no-op app).
@@ -35,16 +39,16 @@ from bench.progress import say
 from bench.resources import Environment, check_settings, throwaway_environment
 from bench.workers import WorkerProcess
 
-FULL = {"rounds": 6, "events": 3000, "mentors": 200}
-QUICK = {"rounds": 3, "events": 1500, "mentors": 200}
+FULL = {"rounds": 6, "events": 3000, "mentors": 200, "sigterms": 8}
+QUICK = {"rounds": 3, "events": 1500, "mentors": 200, "sigterms": 3}
 IDLE_SECONDS = 10.0
 DEADLINE_S = 300.0
 HELD_PREFIX = "reliable.held."
 
 
-def _held_by(client: redis.Redis, pid: int) -> dict[bytes, bytes]:
+def _held_by(client: redis.Redis, pid: int) -> dict[Any, Any]:
     """The messages held by the consumers of the worker whose main process is ``pid``."""
-    held: dict[bytes, bytes] = {}
+    held: dict[Any, Any] = {}
     for key in client.scan_iter(match=f"{HELD_PREFIX}*:{pid}:*", count=1000):
         tags = list(client.hkeys(key))
         entries = client.hmget("unacked", tags) if tags else []
@@ -125,6 +129,25 @@ def _round(
         client.close()
 
 
+def _sigterm_round(
+    env: Environment, engine: Engine, victim: WorkerProcess, n: int, mentors: int, seed: int
+) -> float:
+    client = redis.Redis.from_url(env.broker_url)
+    try:
+        before = processed_count(engine)
+        publish_events(event_stream(n, mentors=mentors, seed=seed))
+        _wait(lambda: len(_held_by(client, victim.pid)) > 0 and processed_count(engine) > before,
+              "the victim to hold messages")  # fmt: skip
+        victim.process.send_signal(signal.SIGTERM)
+        signalled_at = time.monotonic()
+        victim.process.wait(timeout=120)
+        seconds = time.monotonic() - signalled_at
+        _wait(lambda: processed_count(engine) == before + n, "the round's events")
+        return seconds
+    finally:
+        client.close()
+
+
 def run(*, quick: bool) -> dict[str, Any]:
     """Run the scenario on its own database and Redis index."""
     size = QUICK if quick else FULL
@@ -146,6 +169,16 @@ def run(*, quick: bool) -> dict[str, Any]:
                 workers[0].stop()
                 workers[0] = WorkerProcess(env.variables())
                 workers[0].wait_ready()
+            stops: list[float] = []
+            for i in range(size["sigterms"]):
+                seconds = _sigterm_round(
+                    env, engine, workers[0], size["events"], size["mentors"], 40 + i
+                )
+                say(f"SIGTERM {i + 1}: exited {seconds:.1f} s after the signal")
+                stops.append(seconds)
+                workers[0].stop()
+                workers[0] = WorkerProcess(env.variables())
+                workers[0].wait_ready()
         finally:
             for w in workers:
                 w.stop()
@@ -159,6 +192,9 @@ def run(*, quick: bool) -> dict[str, Any]:
         "rounds": len(rounds),
         "held_per_kill": round(sum(h for _, h in rounds) / len(rounds), 1),
         "events_per_round": size["events"],
+        "sigterm_max_seconds": round(max(stops), 2),
+        "sigterm_median_seconds": round(sorted(stops)[len(stops) // 2], 2),
+        "sigterms": len(stops),
         "dead_after_s": settings.broker_consumer_dead_after_s,
         "heartbeat_s": settings.broker_consumer_heartbeat_s,
         "visibility_timeout_s": settings.broker_visibility_timeout_s,

@@ -27,9 +27,10 @@ every stock kombu worker keeps working, and replaces the consuming side:
   is older than ``consumer_dead_timeout``.  So any live worker, not only a
   restarted one, hands back a dead worker's messages within seconds; the
   visibility-timeout sweep of stock kombu stays on as the last resort.
-* ``Channel.close``: buffered acks are flushed and whatever this consumer
-  still holds is requeued at once (a warm shutdown hands its prefetched
-  messages back instead of leaving them to the heartbeat timeout).
+* Shutdown: once the worker is stopping no more is popped, and
+  ``Channel.close`` flushes the buffered acks and requeues at once whatever
+  this consumer still holds (a warm shutdown hands its prefetched messages
+  back instead of leaving them to the heartbeat timeout).
 
 Sentinel URLs get the same behaviour through :class:`SentinelTransport`.
 The ``global_keyprefix`` option is not supported (the scripts name keys
@@ -48,6 +49,7 @@ from queue import Empty
 from time import monotonic, sleep, time
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -68,6 +70,11 @@ DEFAULT_POLL_MAX_INTERVAL = 0.1
 REAP_LIMIT = 10
 #: Buffered acks are flushed at the next event-loop tick, or at once beyond this.
 ACK_FLUSH_SIZE = 500
+
+
+def _stopping() -> bool:
+    """The worker process is shutting down (set by Celery's signal handlers)."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
 def _consumer_id() -> str:
@@ -161,6 +168,10 @@ class ReliableChannelMixin:
         return self.pop_batch_size if free is None else min(free, self.pop_batch_size)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
+        if _stopping():
+            # The worker is shutting down: take nothing more (a message handed
+            # to the pool now would outlive the parent's reading of results).
+            return
         wait = self._poll_not_before - monotonic()
         if wait > 0:
             hub = getattr(self.connection.cycle, "hub", None)
@@ -210,35 +221,37 @@ class ReliableChannelMixin:
             self._flush_brpop_reauth()  # type: ignore[attr-defined]
 
     def _deliver_popped(self, reply: list[bytes]) -> None:
+        if _stopping():
+            return  # held by this consumer: handed back when the channel closes
         last = None
-        for i in range(0, len(reply), 2):
-            key, raw = bytes_to_str(reply[i]), reply[i + 1]
+        for i in range(0, len(reply), 3):
+            key, tag, raw = bytes_to_str(reply[i]), bytes_to_str(reply[i + 1]), reply[i + 2]
             queue = key.rsplit(self.sep, 1)[0]
             try:
                 payload = loads(bytes_to_str(raw))
             except (TypeError, ValueError):
-                self._set_aside(key, raw)
+                self._set_aside(key, tag, raw)
                 continue
             try:
                 self.connection._deliver(payload, queue)
             except Exception:
                 # Not this transport's to judge, but the rest of the pop must
                 # still be delivered: keep the message aside rather than lose it.
-                logger.exception("consumer failed on a message from %s; set aside", queue)
-                self._set_aside(key, raw)
-                tag = (payload.get("properties") or {}).get("delivery_tag")
-                if tag in self.qos._delivered:
-                    self.qos.ack(tag)
+                logger.exception("consumer failed on a message from %s", queue)
+                self._set_aside(key, tag, raw)
             last = queue
         if last is not None:
             self._queue_cycle.rotate(last)
 
-    def _set_aside(self, key: str, raw: bytes) -> None:
-        """A message that cannot be delivered: kept on the undeliverable list, logged."""
-        logger.error("message from %s moved to %s", key, self.undeliverable_key)
+    def _set_aside(self, key: str, tag: str, raw: bytes) -> None:
+        """A message that cannot be delivered: moved to the undeliverable list, logged."""
+        logger.error("message %s from %s moved to %s", tag, key, self.undeliverable_key)
         with self.conn_or_acquire() as client:  # type: ignore[attr-defined]
             client.lpush(self.undeliverable_key, raw)
-        # Its unacked entry (under a tag Python cannot read) ends with the visibility timeout.
+        if tag in self.qos._delivered:
+            self.qos.ack(tag)
+        else:
+            self.buffer_ack(tag)
 
     def _get(self, queue: str) -> Any:
         """``basic_get``: one message through the same atomic pop."""
@@ -249,7 +262,7 @@ class ReliableChannelMixin:
         self._consuming = True
         if not reply:
             raise Empty()
-        return loads(bytes_to_str(reply[1]))
+        return loads(bytes_to_str(reply[2]))
 
     # -- acknowledging ---------------------------------------------------
 

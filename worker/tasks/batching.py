@@ -42,6 +42,7 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.utils.imports import symbol_by_name
+from celery.worker import state as worker_state
 from celery.worker.request import create_request_cls
 from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
 
@@ -117,6 +118,13 @@ class BatchTask(Task):  # type: ignore[misc]
                     flush_timer.pop().cancel()
                 requests = buffer[:]
                 buffer.clear()
+            if requests and _stopping():
+                # Shutting down: the pool must get no new work (its result
+                # would arrive after the parent stopped reading, and the pool
+                # process would wait 30 s for it). The messages stay
+                # unacknowledged and are handed back when the channel closes.
+                log.info("shutting down: %d buffered message(s) handed back", len(requests))
+                return
             if requests:
                 _dispatch(requests)
 
@@ -266,6 +274,10 @@ class BatchTask(Task):  # type: ignore[misc]
             )
 
         return handler
+
+
+def _stopping() -> bool:
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
 def _raw_of(item: BatchItem) -> Any:

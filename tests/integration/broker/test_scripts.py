@@ -61,8 +61,9 @@ def test_pop_records_each_message_where_kombu_looks_for_it(r: redis.Redis) -> No
     for m in messages:
         r.lpush("q", json.dumps(m))
     reply = pop(r, "c1", ["q"], 3)
-    popped = [json.loads(raw) for raw in reply[1::2]]
-    assert reply[0::2] == [b"q"] * 3
+    popped = [json.loads(raw) for raw in reply[2::3]]
+    assert reply[0::3] == [b"q"] * 3
+    assert reply[1::3] == [m["properties"]["delivery_tag"].encode() for m in messages[:3]]
     assert popped == messages[:3]  # oldest first, as BRPOP on an LPUSHed list
     assert r.llen("q") == 2
     for m in popped:
@@ -78,8 +79,8 @@ def test_pop_follows_key_order_then_fills_from_the_next_list(r: redis.Redis) -> 
     r.lpush(f"q{SEP}3", json.dumps(envelope("low")))
     r.lpush("q", json.dumps(envelope("high-1")), json.dumps(envelope("high-2")))
     reply = pop(r, "c1", ["q", f"q{SEP}3"], 10)
-    assert [json.loads(raw)["body"] for raw in reply[1::2]] == ["high-1", "high-2", "low"]
-    assert reply[0::2] == [b"q", b"q", f"q{SEP}3".encode()]
+    assert [json.loads(raw)["body"] for raw in reply[2::3]] == ["high-1", "high-2", "low"]
+    assert reply[0::3] == [b"q", b"q", f"q{SEP}3".encode()]
     assert pop(r, "c1", ["q", f"q{SEP}3"], 10) == []
 
 
@@ -87,7 +88,7 @@ def test_an_envelope_that_is_no_kombu_message_is_set_aside_not_lost(r: redis.Red
     good = envelope("good")
     r.lpush("q", b"\xff not json", json.dumps({"no": "properties"}), json.dumps(good))
     reply = pop(r, "c1", ["q"], 10)
-    assert [json.loads(raw) for raw in reply[1::2]] == [good]
+    assert [json.loads(raw) for raw in reply[2::3]] == [good]
     assert sorted(r.lrange("reliable.undeliverable", 0, -1)) == sorted(
         [b"\xff not json", json.dumps({"no": "properties"}).encode()]
     )

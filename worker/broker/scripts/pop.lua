@@ -10,7 +10,7 @@
 -- KEYS[6..] queue list keys, in the order BRPOP would be given them
 -- ARGV[1] now (client clock, as kombu scores unacked_index), ARGV[2] max count,
 -- ARGV[3] consumer id
--- Returns a flat array: list key, message, list key, message, ...
+-- Returns a flat array: list key, delivery tag, message, list key, delivery tag, ...
 local now, limit, me = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {}
 local taken = 0
@@ -35,6 +35,7 @@ for i = 6, #KEYS do
         redis.call('HSET', KEYS[4], tag, #raw .. ':' .. KEYS[i])
         taken = taken + 1
         out[#out + 1] = KEYS[i]
+        out[#out + 1] = tag
         out[#out + 1] = raw
       end
     end
