@@ -17,7 +17,7 @@ every stock kombu worker keeps working, and replaces the consuming side:
   priority, then the round-robin queue cycle) and records each message in
   ``unacked``/``unacked_index`` *and* in this consumer's ``held`` hash in the
   same atomic step.  A script cannot block, so an empty poll backs off
-  (doubling up to ``poll_max_interval``, 0.1 s by default) before the next.
+  (doubling up to ``poll_max_interval``, 0.05 s by default) before the next.
 * ``QoS.append`` writes nothing (the script did); ``QoS.ack`` buffers the
   tag and the poller acknowledges every buffered tag in one pipeline per
   event-loop tick, so a batch of a hundred messages costs one round trip.
@@ -65,7 +65,7 @@ HEARTBEAT_SCRIPT = files("worker.broker").joinpath("scripts/heartbeat.lua").read
 DEFAULT_HEARTBEAT_INTERVAL = 2.0
 DEFAULT_DEAD_TIMEOUT = 15.0
 DEFAULT_POP_BATCH_SIZE = 100
-DEFAULT_POLL_MAX_INTERVAL = 0.1
+DEFAULT_POLL_MAX_INTERVAL = 0.05
 #: Dead consumers reaped per heartbeat (the rest on the next beats).
 REAP_LIMIT = 10
 #: Buffered acks are flushed at the next event-loop tick, or at once beyond this.
@@ -174,13 +174,10 @@ class ReliableChannelMixin:
             return
         wait = self._poll_not_before - monotonic()
         if wait > 0:
-            hub = getattr(self.connection.cycle, "hub", None)
-            if hub is None:
+            if getattr(self.connection.cycle, "hub", None) is None:
                 sleep(wait)  # drain_events without an event loop: nothing else to do
             else:
-                if not self._wakeup_scheduled:
-                    self._wakeup_scheduled = True
-                    hub.call_later(wait, self._wake_up)
+                self._schedule_wake_up(wait)
                 return
         queues = self._queue_cycle.consume(len(self.active_queues))
         count = self._pop_count()
@@ -194,8 +191,20 @@ class ReliableChannelMixin:
             "EVALSHA", self._pop_script.sha, len(keys), *keys, time(), count, self.consumer_id
         )
 
+    def _schedule_wake_up(self, delay: float) -> None:
+        """Make the event loop tick (and so poll again) ``delay`` seconds from now.
+
+        kombu's hub computes its poll timeout from its timers *before* the
+        tick callbacks run, so the entry is added when the empty reply is
+        read, in time for the next timeout; otherwise the next poll would
+        wait for whichever timer comes next (up to a second).
+        """
+        hub = getattr(self.connection.cycle, "hub", None)
+        if hub is not None and not self._wakeup_scheduled:
+            self._wakeup_scheduled = True
+            hub.call_later(delay, self._wake_up)
+
     def _wake_up(self) -> None:
-        """A timer entry whose only job is to make the event loop tick (and poll again)."""
         self._wakeup_scheduled = False
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -212,6 +221,7 @@ class ReliableChannelMixin:
             if not reply:
                 self._poll_backoff = min(max(2 * self._poll_backoff, 0.005), self.poll_max_interval)
                 self._poll_not_before = monotonic() + self._poll_backoff
+                self._schedule_wake_up(self._poll_backoff)
                 raise Empty()
             self._poll_backoff = self._poll_not_before = 0.0
             self._deliver_popped(reply)
