@@ -51,8 +51,10 @@ def bounded_raw(payload: Any, *, max_bytes: int | None = None) -> tuple[str, str
             note = f" [raw payload truncated: first {limit} of {size} bytes kept]"
     text = text.replace("\x00", "\u2400")
     # U+FFFD/U+2400 take 3 bytes where the original took 1: cut again if needed.
-    while len(text.encode("utf-8", errors="replace")) > limit:
-        text = text[: len(text) - (len(text.encode("utf-8", errors="replace")) - limit)]
+    encoded = text.encode("utf-8", errors="replace")
+    if len(encoded) > limit:
+        text = encoded[:limit].decode("utf-8", errors="ignore")
+        note = note or f" [raw payload truncated to {limit} bytes]"
     return text, note
 
 

@@ -229,7 +229,9 @@ def test_a_consumer_killed_right_after_its_pop_hands_the_message_to_the_other_in
         wait_for(lambda: held_for(client, queue), until=lambda n: n == 0, what="acknowledged")
     finally:
         other.stop()
-    assert "requeued 1 message(s) held by 1 consumer(s)" in other.log()
+    # Requeued by whichever live worker beat first (any of them reaps), then
+    # consumed by the only consumer of this queue.
+    assert "ingested batch of 1: applied 1" in other.log()
     assert counts(engine, [mentor]) == {mentor: 1}
 
 

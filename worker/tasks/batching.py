@@ -258,6 +258,8 @@ class BatchTask(Task):  # type: ignore[misc]
                 f"message body could not be decoded ({message.content_type or 'no content type'}): "
                 f"{type(exc).__name__}: {str(exc)[:500]}"
             )
+            if _stopping():
+                return  # unacknowledged: handed back when the channel closes
             log.error("quarantining message %s: %s", task_id, reason)
             item = BatchItem(task_id, (), {}, 0).rejected(reason, message.body)
 
