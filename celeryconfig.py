@@ -25,6 +25,13 @@ Choices, and why:
   idempotently, so a second beat process by mistake is harmless.
 * **Task events on** (``worker_send_task_events``, ``task_send_sent_event``):
   monitoring tools see every message, batched ones included.
+* **Reliable Redis transport** (``worker/broker/redis.py``), chosen for
+  ``redis://``, ``rediss://`` and ``sentinel://`` broker URLs: atomic pop
+  into kombu's unacked bookkeeping, batched acks, consumer heartbeats, so a
+  killed worker's messages come back within ``BROKER_CONSUMER_DEAD_AFTER_S``
+  (docs/reliability.md).  Producers are unchanged (plain ``LPUSH``).
+* **Soft shutdown** (``worker_soft_shutdown_timeout``): a cold shutdown
+  first gives running tasks ``WORKER_SOFT_SHUTDOWN_TIMEOUT_S`` to finish.
 * **Embedded default**: kombu's ``filesystem://`` transport in the local data
   directory; it works across processes (producer and worker share the folder)
   and needs no server.  Results are never stored: tasks write to the database.
@@ -32,6 +39,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery.schedules import crontab
@@ -66,6 +74,20 @@ else:
         "unacked_restore_interval": _settings.broker_restore_interval_s,
         "unacked_restore_throttle": 1,
     }
+    _scheme = _settings.broker_url.split("://", 1)[0]
+    if _scheme in ("redis", "rediss"):
+        broker_transport = "worker.broker.redis:Transport"
+    elif _scheme == "sentinel":
+        broker_transport = "worker.broker.redis:SentinelTransport"
+        broker_transport_options["master_name"] = _settings.broker_sentinel_master
+    if _scheme in ("redis", "rediss", "sentinel"):
+        broker_transport_options.update(
+            consumer_heartbeat_interval=_settings.broker_consumer_heartbeat_s,
+            consumer_dead_timeout=_settings.broker_consumer_dead_after_s,
+        )
+    if _scheme == "rediss" and "ssl_cert_reqs" not in _settings.broker_url:
+        # The scheme no longer implies TLS once the transport is named explicitly.
+        broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 broker_connection_retry_on_startup = True
 task_serializer = "json"
@@ -78,6 +100,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 2 * _settings.ingest_batch_size
 worker_cancel_long_running_tasks_on_connection_loss = True
+worker_soft_shutdown_timeout = _settings.worker_soft_shutdown_timeout_s
 
 task_queues = (Queue(ACTIVITY_QUEUE), Queue(NOTIFICATION_QUEUE), Queue(MAINTENANCE_QUEUE))
 task_default_queue = MAINTENANCE_QUEUE

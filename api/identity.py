@@ -20,7 +20,7 @@ against a public key, and ``none`` is never accepted.
 
 ``API_JWT_AUDIENCE`` / ``API_JWT_ISSUER``, when set, are enforced on every
 token except a ``service_role`` token signed with the secret: Supabase's
-service role key carries no ``aud`` and the issuer ``supabase``.
+service role key carries no ``aud`` and ``iss`` is ``supabase``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def _at_size(key: str, size: int, check: Check) -> Check:
 
 TARGETS: dict[str, dict[str, Check]] = {
     "ingest": {
-        "ratio >= 0.85": lambda r: r["ratio"] >= 0.85,
+        "ratio >= 1.0": lambda r: r["ratio"] >= 1.0,
         "p99_ms <= 1500": lambda r: r["p99_ms"] <= 1500,
     },
     "scale": {"ratio >= 1.6": lambda r: r["ratio"] >= 1.6},
@@ -35,6 +35,10 @@ TARGETS: dict[str, dict[str, Check]] = {
         ),
     },
     "retro": {"speedup >= 20": lambda r: r["speedup"] >= 20},
+    "recovery": {
+        "max_seconds <= 30": lambda r: r["max_seconds"] <= 30,
+        "sigterm_max_seconds < 30 (no stall)": lambda r: r["sigterm_max_seconds"] < 30,
+    },
     "memory": {
         "rss_end_mb within 10% of rss_start_mb": lambda r: (
             abs(r["rss_end_mb"] - r["rss_start_mb"]) <= 0.1 * r["rss_start_mb"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCENARIOS = ("ingest", "scale", "history", "tiers", "import", "memory", "retro")
+SCENARIOS = ("ingest", "scale", "history", "tiers", "import", "memory", "retro", "recovery")
 
 #: Module name per scenario (``import`` is a keyword).
 MODULES = {name: f"bench.scenarios.{name}" for name in SCENARIOS} | {

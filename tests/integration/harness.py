@@ -77,6 +77,7 @@ class WorkerProcess(CeleryProcess):
         queues: str = "activity_events,notifications,maintenance",
         env: dict[str, str] | None = None,
         name: str | None = None,
+        wait: bool = True,
     ) -> None:
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         super().__init__(
@@ -96,7 +97,12 @@ class WorkerProcess(CeleryProcess):
             log_path=Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log",
             env=env,
         )
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
+
+    def ready(self) -> bool:
+        """Started and consuming (for callers that did not wait)."""
+        return self.process.poll() is None and b"ready." in self.log_path.read_bytes()
 
     def _wait_ready(self) -> None:
         from tests.helpers import wait_for

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     #: How often a worker sweeps Redis for messages whose consumer died
     #: (unacknowledged for longer than the visibility timeout) and requeues them.
     broker_restore_interval_s: int = Field(default=30, ge=1)
+    #: Reliable Redis transport: each consumer records a heartbeat this often ...
+    broker_consumer_heartbeat_s: float = Field(default=2.0, gt=0, le=60)
+    #: ... and any live worker requeues the messages held by a consumer whose
+    #: last heartbeat is older than this (a dead or frozen worker).
+    broker_consumer_dead_after_s: float = Field(default=15.0, gt=0)
+    #: Master name the ``sentinel://`` broker URLs ask the sentinels for.
+    broker_sentinel_master: str = "mymaster"
+    #: A quarantined message keeps at most this many bytes of its raw body.
+    quarantine_max_raw_bytes: int = Field(default=65536, ge=1024)
+    #: Celery's soft shutdown: on a cold shutdown (second SIGTERM, SIGQUIT, or
+    #: SIGTERM with ``REMAP_SIGTERM=SIGQUIT``) running tasks get this long to
+    #: finish before the worker hands their messages back and exits.  Keep it
+    #: below the platform's kill grace period (Kubernetes: 30 s by default).
+    worker_soft_shutdown_timeout_s: float = Field(default=20.0, ge=0)
     #: Upper bound of any retry countdown: half the visibility timeout, so a
     #: retried task is never re-delivered as "lost" while it waits.
     max_retry_delay_s: int = Field(default=600, ge=1)

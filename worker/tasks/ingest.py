@@ -2,7 +2,9 @@
 
 The message contract is one event per message; the worker buffers
 messages and processes them as one unit of work per batch
-(:mod:`worker.tasks.batching`).  Error policy, per batch:
+(:mod:`worker.tasks.batching`).  Each event is parsed into its frozen model
+in the consumer as it arrives (:meth:`IngestTask.prepare`), so only validated,
+bounded data crosses into the pool.  Error policy, per batch:
 
 * bad input (contract breaks, unknown organisation, wrong message shape) is
   quarantined inside the batch's transaction; its batch-mates are unaffected;
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.app import app
@@ -29,7 +31,7 @@ from worker.core.settings import get_settings
 from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
 from worker.ingestion.quarantine import quarantine
-from worker.model.events import QUEUE, TASK_NAME
+from worker.model.events import QUEUE, TASK_NAME, InvalidEvent, parse_event
 from worker.observability.context import bound
 from worker.tasks.batching import BatchItem, BatchTask
 from worker.tasks.common import TRANSIENT_ERRORS
@@ -46,6 +48,17 @@ class IngestTask(BatchTask):
     acks_late = True
     flush_every = _settings.ingest_batch_size
     flush_interval = _settings.ingest_flush_interval_s
+    requeue_on = TRANSIENT_ERRORS
+
+    def prepare(self, item: BatchItem) -> BatchItem:
+        """In the consumer: check the message's shape and parse its event (or reject it)."""
+        if item.args or set(item.kwargs) != {"event"}:
+            return item.rejected(BAD_SHAPE, {"args": list(item.args), "kwargs": item.kwargs})
+        try:
+            event = parse_event(item.kwargs["event"])
+        except InvalidEvent as exc:
+            return item.rejected(exc.reason[:2000], item.kwargs["event"])
+        return replace(item, kwargs={"event": event.model_dump(mode="json")})
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, int]:
         """One message on its own (a batch of one): direct calls and tests."""
@@ -56,6 +69,10 @@ class IngestTask(BatchTask):
         log.info("processing batch of %d", len(items))
         started = time.perf_counter()
         result = IngestResult()
+        refused = [i for i in items if i.reason is not None]
+        if refused:
+            result.merge(_quarantine_items([(i.raw, i.task_id, i.reason or "") for i in refused]))
+        items = [i for i in items if i.reason is None]
         wrong_shape = [i for i in items if i.args or set(i.kwargs) != {"event"}]
         if wrong_shape:
             result.merge(
@@ -78,7 +95,7 @@ class IngestTask(BatchTask):
         record_ingest(result, items, seconds=time.perf_counter() - started)
         log.info(
             "ingested batch of %d: applied %d, duplicates %d, stale %d, quarantined %d, awarded %d",
-            len(items),
+            len(items) + len(refused),
             result.applied,
             result.duplicates,
             result.stale,
@@ -86,7 +103,7 @@ class IngestTask(BatchTask):
             len(result.awarded),
         )
         return {
-            "received": len(items),
+            "received": len(items) + len(refused),
             "applied": result.applied,
             "duplicates": result.duplicates,
             "quarantined": result.quarantined,
@@ -106,11 +123,13 @@ def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
 
 
 def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
+    return _quarantine_items([(i.payload, i.task_id, reason[:2000]) for i in incoming])
+
+
+def _quarantine_items(items: list[tuple[Any, str | None, str]]) -> IngestResult:
     with unit_of_work() as conn:
-        count = quarantine(
-            conn, [(i.payload, i.task_id, reason[:2000]) for i in incoming], now=SystemClock().now()
-        )
-    return IngestResult(received=len(incoming), quarantined=count)
+        count = quarantine(conn, items, now=SystemClock().now())
+    return IngestResult(received=len(items), quarantined=count)
 
 
 @dataclass(frozen=True)
