@@ -27,7 +27,8 @@ from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
 from worker.db.unit_of_work import unit_of_work
-from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
+from worker.ingestion.batch import ingest_batch
+from worker.ingestion.ingest import IncomingEvent, IngestResult
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import QUEUE, TASK_NAME
 from worker.observability.context import bound
@@ -101,8 +102,7 @@ ingest_activity = app.register_task(IngestTask())
 
 
 def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
-    with unit_of_work() as conn:
-        return ingest_events(conn, incoming, clock=SystemClock())
+    return ingest_batch(None, incoming, clock=SystemClock())
 
 
 def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
