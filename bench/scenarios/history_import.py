@@ -7,6 +7,13 @@ default badge set (thresholds, week and month streaks, courses, a
 combination).  ``seconds`` is the command's wall time: validating and
 staging, loading, aggregation, evaluation and awards (with the dispatch of
 their in-app notifications).
+
+``floor_seconds`` is what this machine's PostgreSQL needs for the bare
+write: the ledger rows the import produced, copied out (not timed) and
+``COPY``-ed into a table with the ledger's columns and no key, index or
+trigger, in the same run.  ``floor_ratio`` = ``seconds`` / ``floor_seconds``:
+how far the whole import (parsing, staging, aggregation, evaluation, awards)
+is from writing its ledger rows at the floor.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from bench.data import history_activities, mentor_id
 from bench.database import prepare
@@ -78,6 +85,8 @@ def run(*, quick: bool) -> dict[str, Any]:
                     conn.execute(text("SELECT count(*) FROM activity_ledger")).scalar_one()
                 )
                 awarded = int(conn.execute(text("SELECT count(*) FROM earned_badges")).scalar_one())
+            say("copying the ledger rows into a bare table (the floor)")
+            floor = copy_floor(engine)
         finally:
             engine.dispose()
     if ledger != size["activities"]:
@@ -87,6 +96,34 @@ def run(*, quick: bool) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "activities_per_s": round(size["activities"] / seconds),
         "mentors": size["mentors"],
+        "floor_seconds": round(floor, 2),
+        "floor_ratio": round(seconds / floor, 1),
         "badges_awarded": awarded,
         "file_mb": round(file_bytes / 2**20, 1),
     }
+
+
+def copy_floor(engine: Engine) -> float:
+    """Seconds to ``COPY`` the ledger's rows into a bare table (see the module docstring)."""
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        with conn.cursor() as cur:
+            buffer = bytearray()
+            with cur.copy("COPY activity_ledger TO STDOUT") as out:
+                for block in out:
+                    buffer += block
+            cur.execute("CREATE TABLE floor_bare (LIKE activity_ledger)")
+            conn.commit()
+            started = time.monotonic()
+            with cur.copy("COPY floor_bare FROM STDIN") as into:
+                for at in range(0, len(buffer), 1 << 20):
+                    into.write(buffer[at : at + (1 << 20)])
+            conn.commit()
+            seconds = time.monotonic() - started
+            cur.execute("DROP TABLE floor_bare")
+            conn.commit()
+    finally:
+        raw.close()
+    return seconds

@@ -60,3 +60,28 @@ def lock_job(conn: Connection, job_name: str) -> None:
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(f"job:{job_name}")}
         )
+
+
+def try_lock_mentors(conn: Connection, mentor_ids: Iterable[UUID]) -> set[UUID]:
+    """Take whichever of these mentors' locks are free, without waiting; return those mentors.
+
+    One statement for all keys, in sorted order (the same order
+    :func:`lock_mentors` waits in).  A try-lock never waits, so it cannot take
+    part in a deadlock; the locks taken last until the transaction ends.  Two
+    mentors whose ids share a key are acquired or refused together.  On
+    SQLite every mentor is acquired (the database is write-locked already).
+    """
+    wanted = set(mentor_ids)
+    if not is_postgres(conn) or not wanted:
+        return wanted
+    by_key: dict[int, set[UUID]] = {}
+    for mentor in wanted:
+        by_key.setdefault(lock_key(mentor), set()).add(mentor)
+    rows = conn.execute(
+        text(
+            "SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
+            " ORDER BY k"
+        ),
+        {"keys": sorted(by_key)},
+    )
+    return {mentor for key, taken in rows if taken for mentor in by_key[key]}

@@ -5,7 +5,10 @@ list of one) and does everything in the caller's transaction, with a
 constant number of statements per batch rather than per event:
 
 1. validate; contract breaks and unknown organisations go to quarantine;
-2. lock the batch's mentors (advisory locks, sorted: no deadlocks);
+2. lock the batch's mentors (advisory locks, sorted: no deadlocks); with
+   ``wait_for_locks=False`` only the free ones, without waiting: the events of
+   the others are handed back in :attr:`IngestResult.deferred` untouched, for
+   a follow-up unit of work (:func:`worker.ingestion.batch.ingest_batch`);
 3. record event ids (a redelivered event is a no-op);
 4. resolve each activity last-writer-wins against the ledger row (by primary key);
 5. apply the signed stats deltas with atomic increments;
@@ -27,7 +30,7 @@ from schema.tables import activity_ledger, organisations, processed_events
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock, as_utc
-from worker.db.locks import lock_mentors
+from worker.db.locks import lock_mentors, try_lock_mentors
 from worker.db.sql import insert_for
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import ActivityDeleted, ActivitySaved, InvalidEvent, parse_event
@@ -58,6 +61,7 @@ class IngestResult:
     revoked: list[EarnedBadge] = field(default_factory=list)
     outbox: list[OutboxRef] = field(default_factory=list)
     award_conflicts: int = 0  # awards the unique constraint caught (a race past the locks)
+    deferred: list[IncomingEvent] = field(default_factory=list)  # mentor locked elsewhere
 
     def merge(self, other: IngestResult) -> None:
         for name in (
@@ -75,21 +79,38 @@ class IngestResult:
 
 
 def ingest_events(
-    conn: Connection, incoming: Sequence[IncomingEvent], *, clock: Clock, backfill: bool = False
+    conn: Connection,
+    incoming: Sequence[IncomingEvent],
+    *,
+    clock: Clock,
+    backfill: bool = False,
+    wait_for_locks: bool = True,
 ) -> IngestResult:
-    """Process a batch of events in the caller's transaction (see module docstring)."""
+    """Process a batch of events in the caller's transaction (see module docstring).
+
+    With ``wait_for_locks=False`` the events of mentors whose lock another
+    transaction holds are not processed but returned in ``deferred`` (they
+    are counted in ``received`` and nowhere else).
+    """
     now = clock.now()
     result = IngestResult(received=len(incoming))
     parsed, rejected = _validate(incoming)
-    valid, unknown_org = _known_organisations(conn, parsed)
+    known, unknown_org = _known_organisations(conn, parsed)
     rejected += unknown_org
     result.quarantined = quarantine(
         conn, ((i.payload, i.task_id, reason) for i, reason in rejected), now=now
     )
+    mentors = {e.activity.peer_mentor_id for e, _ in known}
+    if wait_for_locks:
+        lock_mentors(conn, mentors)
+    else:
+        acquired = try_lock_mentors(conn, mentors)
+        result.deferred = [i for e, i in known if e.activity.peer_mentor_id not in acquired]
+        known = [(e, i) for e, i in known if e.activity.peer_mentor_id in acquired]
+    valid = [e for e, _ in known]
     if not valid:
         return result
 
-    lock_mentors(conn, {e.activity.peer_mentor_id for e in valid})
     fresh = _record_event_ids(conn, valid, now)
     result.duplicates = len(valid) - len(fresh)
 
@@ -146,12 +167,12 @@ def _validate(incoming: Sequence[IncomingEvent]) -> tuple[list[Parsed], list[Rej
 
 def _known_organisations(
     conn: Connection, parsed: list[Parsed]
-) -> tuple[list[Event], list[Rejected]]:
+) -> tuple[list[Parsed], list[Rejected]]:
     wanted = {e.activity.organisation_id for e, _ in parsed}
     if not wanted:
         return [], []
     known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(wanted))))
-    valid = [e for e, _ in parsed if e.activity.organisation_id in known]
+    valid = [(e, item) for e, item in parsed if e.activity.organisation_id in known]
     rejected = [
         (item, f"activity.organisation_id: unknown organisation {e.activity.organisation_id}")
         for e, item in parsed

@@ -1,8 +1,9 @@
 """``badges.ingest_activity``: activity events in, stats/awards/outbox out.
 
 The message contract is one event per message; the worker buffers
-messages and processes them as one unit of work per batch
-(:mod:`worker.tasks.batching`).  Each event is parsed into its frozen model
+messages into batches (:mod:`worker.tasks.batching`) and processes each in
+at most two units of work (:func:`worker.ingestion.batch.ingest_batch`: the
+mentors whose locks are free at once, then the few another worker held).  Each event is parsed into its frozen model
 in the consumer as it arrives (:meth:`IngestTask.prepare`), so only validated,
 bounded data crosses into the pool.  Error policy, per batch:
 
@@ -29,7 +30,8 @@ from worker.app import app
 from worker.core.clock import SystemClock
 from worker.core.settings import get_settings
 from worker.db.unit_of_work import unit_of_work
-from worker.ingestion.ingest import IncomingEvent, IngestResult, ingest_events
+from worker.ingestion.batch import ingest_batch
+from worker.ingestion.ingest import IncomingEvent, IngestResult
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import QUEUE, TASK_NAME, InvalidEvent, parse_event
 from worker.observability.context import bound
@@ -118,8 +120,7 @@ ingest_activity = app.register_task(IngestTask())
 
 
 def _ingest(incoming: list[IncomingEvent]) -> IngestResult:
-    with unit_of_work() as conn:
-        return ingest_events(conn, incoming, clock=SystemClock())
+    return ingest_batch(None, incoming, clock=SystemClock())
 
 
 def _quarantine(incoming: list[IncomingEvent], reason: str) -> IngestResult:
