@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -112,3 +113,15 @@ def wait_for(
                 f"gave up waiting for {what or 'condition'}; last value: {value!r}"
             )
         time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[Any], *, timeout: float = 30.0) -> None:
+    """SIGTERM a server or worker the test started; SIGKILL it if it outlasts ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

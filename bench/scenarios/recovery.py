@@ -108,15 +108,23 @@ def _idle_costs(env: Environment, workers: list[WorkerProcess]) -> dict[str, flo
     }
 
 
+def _publish_until_held(
+    client: redis.Redis, engine: Engine, victim: WorkerProcess, n: int, mentors: int, seed: int
+) -> int:
+    """Publish a round's events; return once the victim holds some. The processed count before."""
+    before = processed_count(engine)
+    publish_events(event_stream(n, mentors=mentors, seed=seed))
+    _wait(lambda: len(_held_by(client, victim.pid)) > 0 and processed_count(engine) > before,
+          "the victim to hold messages")  # fmt: skip
+    return before
+
+
 def _round(
     env: Environment, engine: Engine, victim: WorkerProcess, n: int, mentors: int, seed: int
 ) -> tuple[float, int]:
     client = redis.Redis.from_url(env.broker_url)
     try:
-        before = processed_count(engine)
-        publish_events(event_stream(n, mentors=mentors, seed=seed))
-        _wait(lambda: len(_held_by(client, victim.pid)) > 0 and processed_count(engine) > before,
-              "the victim to hold messages")  # fmt: skip
+        before = _publish_until_held(client, engine, victim, n, mentors, seed)
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.process.wait()
@@ -134,10 +142,7 @@ def _sigterm_round(
 ) -> float:
     client = redis.Redis.from_url(env.broker_url)
     try:
-        before = processed_count(engine)
-        publish_events(event_stream(n, mentors=mentors, seed=seed))
-        _wait(lambda: len(_held_by(client, victim.pid)) > 0 and processed_count(engine) > before,
-              "the victim to hold messages")  # fmt: skip
+        before = _publish_until_held(client, engine, victim, n, mentors, seed)
         victim.process.send_signal(signal.SIGTERM)
         signalled_at = time.monotonic()
         victim.process.wait(timeout=120)

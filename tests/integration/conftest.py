@@ -10,7 +10,9 @@ from sqlalchemy import Connection, Engine, text
 
 from schema.migrate import upgrade
 from schema.tables import metadata
+from tests import services
 from tests.integration.harness import WorkerProcess
+from tests.integration.push_gateway import Gateway
 from worker.db.engine import get_engine, make_engine
 
 pytestmark = pytest.mark.integration
@@ -60,3 +62,20 @@ def worker(engine: Engine) -> Iterator[WorkerProcess]:
     process = WorkerProcess()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    """The scripted push gateway, one per test module."""
+    server = Gateway()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker_url() -> Iterator[str]:
+    """A Redis database index of the test module's own (its own worker, its own messages)."""
+    url, index = services.claim_redis_db()
+    yield url
+    services.release_redis_db(index)

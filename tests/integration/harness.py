@@ -7,14 +7,18 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, select
 
+from schema.tables import mentor_activity_counts, processed_events
+from tests.helpers import stop_process, wait_for
 from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
 from worker.core.clock import SystemClock
+from worker.core.models import batches
 from worker.db.unit_of_work import unit_of_work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +35,33 @@ def apply(engine_or_conn: Engine | Connection, config: dict[str, Any]) -> None:
 
 def organisation(org: uuid.UUID, **extra: Any) -> dict[str, Any]:
     return {"id": str(org), "name": f"Org {str(org)[:8]}", **extra}
+
+
+def processed_count(engine: Engine, event_ids: Iterable[str | uuid.UUID]) -> int:
+    """How many of these events the pipeline has recorded as processed."""
+    ids = sorted({uuid.UUID(str(e)) for e in event_ids})
+    total = 0
+    with engine.connect() as c:
+        for batch in batches(ids, 5000):
+            total += c.execute(
+                select(func.count())
+                .select_from(processed_events)
+                .where(processed_events.c.event_id.in_(batch))
+            ).scalar_one()
+    return int(total)
+
+
+def lifetime_total(engine: Engine, *mentors: uuid.UUID) -> int:
+    """The mentors' lifetime activity count, all types together."""
+    t = mentor_activity_counts.c
+    with engine.connect() as c:
+        return int(
+            c.execute(
+                select(func.coalesce(func.sum(t.activity_count), 0)).where(
+                    t.peer_mentor_id.in_(mentors)
+                )
+            ).scalar_one()
+        )
 
 
 class CeleryProcess:
@@ -51,13 +82,7 @@ class CeleryProcess:
 
     def stop(self) -> None:
         """SIGTERM (a warm shutdown), SIGKILL after 30 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
     def kill(self) -> None:
@@ -105,8 +130,6 @@ class WorkerProcess(CeleryProcess):
         return self.process.poll() is None and b"ready." in self.log_path.read_bytes()
 
     def _wait_ready(self) -> None:
-        from tests.helpers import wait_for
-
         wait_for(
             lambda: self.process.poll() is not None or b"ready." in self.log_path.read_bytes(),
             until=bool,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import redis
 
+from tests.helpers import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,9 +47,8 @@ class RedisServer:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            stop_process(self.process)
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
@@ -72,9 +73,7 @@ class Sentinel:
         self.url = f"sentinel://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        stop_process(self.process)
 
 
 def _wait_ping(port: int, timeout: float = 30.0) -> None:

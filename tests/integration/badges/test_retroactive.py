@@ -29,11 +29,10 @@ from schema.tables import (
     earned_badges,
     notification_outbox,
     notifications,
-    processed_events,
     tier_assignments,
 )
 from tests.helpers import saved_event, streak, threshold, wait_for
-from tests.integration.harness import WorkerProcess
+from tests.integration.harness import WorkerProcess, processed_count
 from worker.cli import main
 from worker.tasks.publishing import publish
 
@@ -187,14 +186,7 @@ def test_a_config_change_reaches_every_mentor_who_already_qualifies(
     ids = [uuid.UUID(e["event_id"]) for e in events]
 
     def processed() -> int:
-        with engine.connect() as c:
-            return int(
-                c.execute(
-                    select(func.count())
-                    .select_from(processed_events)
-                    .where(processed_events.c.event_id.in_(ids))
-                ).scalar_one()
-            )
+        return processed_count(engine, ids)
 
     wait_for(processed, until=lambda n: n == len(ids), timeout=180, what="the history ingested")
     wait_for(

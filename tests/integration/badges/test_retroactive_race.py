@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from schema.tables import earned_badges, notification_outbox, processed_events
+from schema.tables import earned_badges, notification_outbox
 from tests.helpers import saved_event, threshold, wait_for
-from tests.integration.harness import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation, processed_count
 from worker.configuration import followup
 from worker.configuration.apply import apply_configuration
 from worker.configuration.schema import validate_configuration
@@ -88,14 +88,7 @@ def test_events_committed_during_the_evaluation_are_neither_missed_nor_doubled(
     assert len(ids) == EXISTING + NEW * SESSIONS
 
     def processed() -> int:
-        with engine.connect() as c:
-            return int(
-                c.execute(
-                    select(func.count())
-                    .select_from(processed_events)
-                    .where(processed_events.c.event_id.in_(ids))
-                ).scalar_one()
-            )
+        return processed_count(engine, ids)
 
     wait_for(processed, until=lambda n: n == len(ids), timeout=240, what="every event ingested")
     with engine.connect() as c:

@@ -24,9 +24,9 @@ import pytest
 import redis
 from sqlalchemy import Engine, func, select, text
 
-from schema.tables import earned_badges, mentor_activity_counts, notifications, processed_events
+from schema.tables import earned_badges, mentor_activity_counts, notifications
 from tests.helpers import BASE_TIME, badge, saved_event, threshold, wait_for
-from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
+from tests.integration.harness import ROOT, WorkerProcess, apply, organisation, processed_count
 from tests.integration.redis_servers import RedisServer, Sentinel
 from worker.app import app
 from worker.core.clock import SystemClock
@@ -44,18 +44,6 @@ def publish_to(url: str, queue: str, events: list[dict[str, Any]]) -> None:
         producer = app.amqp.Producer(connection)
         for e in events:
             app.send_task(TASK_NAME, kwargs={"event": e}, queue=queue, producer=producer)
-
-
-def processed(engine: Engine, event_ids: list[str]) -> int:
-    ids = [uuid.UUID(e) for e in event_ids]
-    total = 0
-    with engine.connect() as c:
-        for start in range(0, len(ids), 5000):
-            total += c.execute(
-                select(func.count()).select_from(processed_events)
-                .where(processed_events.c.event_id.in_(ids[start : start + 5000]))
-            ).scalar_one()  # fmt: skip
-    return int(total)
 
 
 def counts(engine: Engine, mentors: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -173,7 +161,7 @@ def test_two_instances_one_killed_over_and_over_lose_nothing_and_double_nothing(
             kills += 1
             instances[victim] = WorkerProcess(queues=queues, wait=False)
         publisher.join()
-        wait_for(lambda: processed(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
+        wait_for(lambda: processed_count(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
                  timeout=DRAIN_DEADLINE_S, what="every event after the kills")  # fmt: skip
         wait_for(lambda: held_for(client, queue), until=lambda n: n == 0,
                  timeout=DRAIN_DEADLINE_S, what="the queue drained, nothing unacked")  # fmt: skip
@@ -221,7 +209,7 @@ def test_a_consumer_killed_right_after_its_pop_hands_the_message_to_the_other_in
     assert client.llen(queue) == 0 and client.hexists("unacked", tag)  # held by the dead one
     other = WorkerProcess(concurrency=1, queues=queue)
     try:
-        wait_for(lambda: processed(engine, [event["event_id"]]), until=lambda n: n == 1,
+        wait_for(lambda: processed_count(engine, [event["event_id"]]), until=lambda n: n == 1,
                  timeout=DRAIN_DEADLINE_S, what="the message, through the other instance")  # fmt: skip
         wait_for(lambda: held_for(client, queue), until=lambda n: n == 0, what="acknowledged")
     finally:
@@ -245,12 +233,14 @@ def test_a_redis_crash_mid_stream_loses_nothing(
     try:
         publish_to(server.url, queue, stream.events[:half])
         instances = [WorkerProcess(queues=f"{queue},notifications", env=env) for _ in range(2)]
-        wait_for(lambda: processed(engine, stream.event_ids), until=lambda n: n > 0, what="a start")
+        wait_for(
+            lambda: processed_count(engine, stream.event_ids), until=lambda n: n > 0, what="a start"
+        )
         server.crash()
         time.sleep(1)
         server.start()  # replays its append-only file
         publish_to(server.url, queue, stream.events[half:])
-        wait_for(lambda: processed(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
+        wait_for(lambda: processed_count(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
                  timeout=DRAIN_DEADLINE_S, what="every event after the restart")  # fmt: skip
         wait_for(lambda: held_for(server.client(), queue), until=lambda n: n == 0,
                  timeout=DRAIN_DEADLINE_S, what="nothing left on the restarted server")  # fmt: skip
@@ -284,7 +274,7 @@ def test_database_connections_terminated_mid_batch_are_retried(
                     "AND application_name NOT LIKE 'pytest%'"
                 )).all())  # fmt: skip
                 c.commit()
-        wait_for(lambda: processed(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
+        wait_for(lambda: processed_count(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
                  timeout=DRAIN_DEADLINE_S, what="every event after the terminations")  # fmt: skip
     finally:
         for w in instances:
@@ -310,7 +300,7 @@ def test_sigterm_mid_stream_exits_promptly_and_the_other_instance_takes_over(
         wait_for(leaving.log, until=lambda log: "ingested batch" in log, what="a batch done")
         leaving.process.send_signal(signal.SIGTERM)
         leaving.process.wait(timeout=soft + 10)  # raises if it stalls
-        wait_for(lambda: processed(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
+        wait_for(lambda: processed_count(engine, stream.event_ids), until=lambda n: n == len(stream.event_ids),
                  timeout=DRAIN_DEADLINE_S, what="every event, the rest by the other instance")  # fmt: skip
         wait_for(lambda: held_for(client, queue), until=lambda n: n == 0, what="nothing held")
     finally:
@@ -386,7 +376,7 @@ def test_celery_node_and_send_task_both_publish_to_the_new_transport(
         assert node.returncode == 0, node.stderr
         publish_to(url, queue, from_python)
         ids = [e["event_id"] for e in from_node + from_python]
-        wait_for(lambda: processed(engine, ids), until=lambda n: n == len(ids),
+        wait_for(lambda: processed_count(engine, ids), until=lambda n: n == len(ids),
                  timeout=DRAIN_DEADLINE_S, what="both producers' events")  # fmt: skip
     finally:
         worker.stop()

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from schema.tables import mentor_activity_counts, processed_events, quarantined_events
+from schema.tables import processed_events, quarantined_events
 from tests.helpers import saved_event, wait_for
-from tests.integration.harness import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, lifetime_total, organisation
 from worker.app import app
 from worker.core.clock import FixedClock
 from worker.ingestion.ingest import IncomingEvent, ingest_events
@@ -39,18 +39,6 @@ def _processed(engine: Engine, events: list[dict[str, object]]) -> int:
     return int(total)
 
 
-def _lifetime(engine: Engine, mentors: list[uuid.UUID]) -> int:
-    t = mentor_activity_counts
-    with engine.connect() as c:
-        return int(
-            c.execute(
-                select(func.coalesce(func.sum(t.c.activity_count), 0)).where(
-                    t.c.peer_mentor_id.in_(mentors)
-                )
-            ).scalar_one()
-        )
-
-
 def test_a_poisoned_message_is_quarantined_without_failing_its_batch(engine: Engine) -> None:
     org, mentor = uuid.uuid4(), uuid.uuid4()
     apply(engine, {"organisations": [organisation(org)]})
@@ -65,7 +53,7 @@ def test_a_poisoned_message_is_quarantined_without_failing_its_batch(engine: Eng
     worker = WorkerProcess(concurrency=1, queues=queue, env={"INGEST_FLUSH_INTERVAL_S": "1"})
     try:
         wait_for(
-            lambda: _lifetime(engine, [mentor]), until=lambda n: n == 20, what="the good events"
+            lambda: lifetime_total(engine, mentor), until=lambda n: n == 20, what="the good events"
         )
         with engine.connect() as c:
             reason = c.execute(
@@ -114,7 +102,7 @@ def test_a_batch_whose_worker_is_killed_before_commit_is_redelivered_and_process
                  timeout=180, what="every event after the restart")  # fmt: skip
     finally:
         survivor.stop()
-    assert _lifetime(engine, mentors) == len(events)
+    assert lifetime_total(engine, *mentors) == len(events)
 
 
 def test_batches_locking_overlapping_mentors_in_opposite_orders_do_not_deadlock(
@@ -147,4 +135,4 @@ def test_batches_locking_overlapping_mentors_in_opposite_orders_do_not_deadlock(
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    assert _lifetime(engine, mentors) == 2 * rounds * len(mentors)
+    assert lifetime_total(engine, *mentors) == 2 * rounds * len(mentors)

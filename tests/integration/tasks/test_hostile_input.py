@@ -10,11 +10,11 @@ from datetime import date, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from schema.tables import mentor_activity_counts, quarantined_events
+from schema.tables import quarantined_events
 from tests.helpers import saved_event, wait_for
-from tests.integration.harness import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, lifetime_total, organisation
 from worker.app import app
 from worker.model.events import TASK_NAME
 
@@ -129,10 +129,14 @@ def test_every_hostile_message_is_quarantined_and_every_good_one_applied(engine:
             timeout=120,
             what="every hostile message quarantined",
         )
-        wait_for(lambda: _lifetime(engine, mentor), until=lambda n: n == len(kinds), what="good")
+        wait_for(
+            lambda: lifetime_total(engine, mentor), until=lambda n: n == len(kinds), what="good"
+        )
         # The worker is alive and still consuming after all of them.
         app.send_task(TASK_NAME, kwargs={"event": good[-1]}, queue=queue)
-        wait_for(lambda: _lifetime(engine, mentor), until=lambda n: n == len(good), what="last")
+        wait_for(
+            lambda: lifetime_total(engine, mentor), until=lambda n: n == len(good), what="last"
+        )
         wait_for(
             lambda: client.hlen("unacked"), until=lambda n: n == 0, what="nothing left unacked"
         )
@@ -168,16 +172,4 @@ def _quarantined(engine: Engine, task_ids: list[str]) -> list[Any]:
             c.execute(
                 select(q.c.task_id, q.c.reason, q.c.raw_payload).where(q.c.task_id.in_(task_ids))
             ).all()
-        )
-
-
-def _lifetime(engine: Engine, mentor: uuid.UUID) -> int:
-    t = mentor_activity_counts
-    with engine.connect() as c:
-        return int(
-            c.execute(
-                select(func.coalesce(func.sum(t.c.activity_count), 0)).where(
-                    t.c.peer_mentor_id == mentor
-                )
-            ).scalar_one()
         )

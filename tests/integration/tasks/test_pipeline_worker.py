@@ -14,38 +14,18 @@ from schema.tables import (
     badge_definitions,
     daily_activity_counts,
     earned_badges,
-    mentor_activity_counts,
-    processed_events,
     quarantined_events,
 )
 from tests.helpers import BASE_TIME, badge, saved_event, streak, threshold, wait_for
-from tests.integration.harness import WorkerProcess, apply, organisation
+from tests.integration.harness import (
+    WorkerProcess,
+    apply,
+    lifetime_total,
+    organisation,
+    processed_count,
+)
 from worker.app import app
 from worker.tasks.publishing import publish
-
-
-def processed_count(engine: Engine, event_ids: list[str]) -> int:
-    ids = [uuid.UUID(e) for e in event_ids]
-    with engine.connect() as c:
-        return int(
-            c.execute(
-                select(func.count())
-                .select_from(processed_events)
-                .where(processed_events.c.event_id.in_(ids))
-            ).scalar_one()
-        )
-
-
-def lifetime_total(engine: Engine, mentor: uuid.UUID) -> int:
-    t = mentor_activity_counts
-    with engine.connect() as c:
-        return int(
-            c.execute(
-                select(func.coalesce(func.sum(t.c.activity_count), 0)).where(
-                    t.c.peer_mentor_id == mentor
-                )
-            ).scalar_one()
-        )
 
 
 def test_duplicates_through_the_worker_count_once(engine: Engine, worker: WorkerProcess) -> None:

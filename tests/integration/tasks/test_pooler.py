@@ -27,12 +27,12 @@ from sqlalchemy import Engine, func, select
 
 from api.app import create_app
 from schema.migrate import current_revision, upgrade
-from schema.tables import earned_badges, notification_outbox, notifications, processed_events
+from schema.tables import earned_badges, notification_outbox, notifications
 from tests import services
 from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.api.harness import SECRET, bearer
-from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
-from tests.integration.notifications.test_notifications import TOKEN, Gateway
+from tests.integration.harness import ROOT, WorkerProcess, apply, organisation, processed_count
+from tests.integration.push_gateway import TOKEN, Gateway
 from tests.pgbouncer import PgBouncer
 from worker.db.engine import make_engine
 
@@ -50,21 +50,6 @@ def pgbouncer(engine: Engine) -> Iterator[PgBouncer]:
 @pytest.fixture(scope="module")
 def pooled_url(engine: Engine, pgbouncer: PgBouncer) -> str:
     return pgbouncer.url_for(engine.url.render_as_string(hide_password=False))
-
-
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
-    server = Gateway()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def broker_url() -> Iterator[str]:
-    url, index = services.claim_redis_db()
-    yield url
-    services.release_redis_db(index)
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +131,7 @@ def test_the_pipeline_runs_through_a_transaction_pooler(
         sender.close()
 
     def processed() -> int:
-        ids = [uuid.UUID(e["event_id"]) for e in events]
-        with clean_db.connect() as c:
-            query = select(func.count()).where(processed_events.c.event_id.in_(ids))
-            return int(c.execute(query).scalar_one())
+        return processed_count(clean_db, [e["event_id"] for e in events])
 
     wait_for(processed, until=lambda n: n == len(events), timeout=120, what="all events")
 

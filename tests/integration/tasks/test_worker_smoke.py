@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from schema.tables import processed_events, quarantined_events
+from schema.tables import quarantined_events
 from tests.helpers import saved_event, wait_for
-from tests.integration.harness import WorkerProcess, apply, organisation
+from tests.integration.harness import WorkerProcess, apply, organisation, processed_count
 from worker.tasks.publishing import publish
 
 
@@ -19,14 +19,7 @@ def test_worker_consumes_an_event_from_redis(engine: Engine, worker: WorkerProce
     publish([event])
 
     def processed() -> int:
-        with engine.connect() as c:
-            return int(
-                c.execute(
-                    select(func.count())
-                    .select_from(processed_events)
-                    .where(processed_events.c.event_id == uuid.UUID(event["event_id"]))
-                ).scalar_one()
-            )
+        return processed_count(engine, [event["event_id"]])
 
     assert wait_for(processed, until=lambda n: n == 1, what="the event to be processed") == 1
 
