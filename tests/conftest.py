@@ -8,6 +8,7 @@ the same throwaway broker and database.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,3 +38,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     dispose_engines()
     services.drop_database(str(_resources["database_url"]))
     services.release_redis_db(int(str(_resources["redis_index"])))
+
+
+@pytest.fixture
+def push_enabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process writes push rows, as a process with a push gateway configured does.
+
+    Only the writing side: nothing listens at the address, and worker
+    processes started by the harness get a gateway only when a test passes one.
+    """
+    from worker.core.settings import get_settings
+
+    monkeypatch.setenv("PUSH_GATEWAY_URL", "http://127.0.0.1:9/not-listening")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("PUSH_GATEWAY_URL")
+    get_settings.cache_clear()

@@ -70,10 +70,13 @@ class CeleryProcess:
     def __init__(self, arguments: list[str], *, log_path: Path, env: dict[str, str] | None) -> None:
         self.log_path = log_path
         self._log = self.log_path.open("wb")
+        # The push gateway only when the test gives it: a test that enables the
+        # push channel in its own process (``push_enabled``) does not pass it on.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PUSH_GATEWAY_")}
         # Its own process group, so kill() takes the pool processes down with it.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", *arguments],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log,
+            cwd=ROOT, env={**inherited, **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 

@@ -230,6 +230,7 @@ def test_check_outside_the_callers_scope(api: Api) -> None:
 # --- award --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("push_enabled")
 def test_posting_twice_is_201_then_200_with_one_row_and_one_notification(api: Api) -> None:
     org = api.org("a")
     body = {"badge_definition_id": str(org.badge_ids["a"]), "peer_mentor_id": str(org.mentor)}
@@ -260,6 +261,7 @@ def test_posting_twice_is_201_then_200_with_one_row_and_one_notification(api: Ap
     assert [(a.action, a.actor) for a in audit] == [("manual_award", "api:org_admin:admin")]
 
 
+@pytest.mark.usefixtures("push_enabled")
 def test_an_award_stands_when_notifications_cannot_be_dispatched(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

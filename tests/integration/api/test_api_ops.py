@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
@@ -49,6 +50,7 @@ def _metric(text: str, line_start: str) -> float:
     return sum(values)
 
 
+@pytest.mark.usefixtures("push_enabled")
 def test_metrics_count_requests_awards_outbox_and_queues(api: Api) -> None:
     org = api.org("a")
     before = api.client.get("/metrics").text

@@ -71,6 +71,7 @@ def snapshot(engine: Engine, mentors: list[uuid.UUID]) -> dict[str, Any]:
         }  # fmt: skip
 
 
+@pytest.mark.usefixtures("push_enabled")  # both channels' rows
 def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
     engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

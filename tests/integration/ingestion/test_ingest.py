@@ -85,6 +85,7 @@ def test_first_award_then_award_again_returns_the_same_row(conn: Connection) -> 
     assert [a.action for a in audit] == ["manual_award"]
 
 
+@pytest.mark.usefixtures("push_enabled")  # both channels' rows
 def test_an_event_crossing_a_threshold_awards_once_with_outbox_rows(conn: Connection) -> None:
     org = uuid.uuid4()
     setup_org(conn, badge(org, "three", threshold(3, "peer_session")))

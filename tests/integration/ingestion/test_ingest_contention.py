@@ -13,6 +13,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from schema.tables import (
@@ -69,6 +70,7 @@ def test_try_lock_takes_the_free_mentors_and_leaves_the_held_ones(clean_db: Engi
         assert try_lock_mentors(after, [held]) == {held}
 
 
+@pytest.mark.usefixtures("push_enabled")  # both channels' rows
 def test_a_batch_applies_its_free_mentors_while_another_batch_holds_the_shared_ones(
     clean_db: Engine,
 ) -> None:
@@ -125,6 +127,7 @@ def test_a_batch_applies_its_free_mentors_while_another_batch_holds_the_shared_o
     assert _total(engine, notification_outbox) == 2 * mentors  # in-app and push, once each
 
 
+@pytest.mark.usefixtures("push_enabled")  # both channels' rows
 def test_concurrent_overlapping_batches_apply_every_event_exactly_once(clean_db: Engine) -> None:
     engine = clean_db
     org = uuid.uuid4()

@@ -158,6 +158,7 @@ def test_corrupted_rows_are_repaired_and_counted(conn: Connection) -> None:
     assert changed == dict.fromkeys(team, LATER.instant)
 
 
+@pytest.mark.usefixtures("push_enabled")  # both channels' rows
 def test_repair_awards_badges_the_drift_was_hiding(conn: Connection) -> None:
     org = uuid.uuid4()
     mentor = uuid.uuid4()

@@ -19,6 +19,9 @@ from worker.notifications.types import TIER_PROMOTED, Channel, OutboxRef
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
+# Both channels are dispatched: this process writes push rows.
+pytestmark = pytest.mark.usefixtures("push_enabled")
+
 
 def pending_refs(engine: Engine, count: int) -> list[OutboxRef]:
     org = uuid.uuid4()

@@ -28,12 +28,16 @@ from tests.helpers import badge, saved_event, threshold, wait_for
 from tests.integration.harness import ROOT, WorkerProcess, apply, organisation
 from tests.integration.push_gateway import TOKEN, Gateway
 from worker.core.clock import SystemClock
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications.outbox import BACKFILL_SKIP_REASON
 from worker.notifications.push import NO_GATEWAY_REASON
 from worker.notifications.types import Channel, OutboxRef
 
 FINAL = {"sent", "dead", "skipped"}
+
+# This process writes push rows, as the module's push worker does.
+pytestmark = pytest.mark.usefixtures("push_enabled")
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +259,7 @@ import json, os, signal, sys
 import worker.app  # installs the sender, as in a worker process
 from worker.core.clock import SystemClock
 from worker.db.unit_of_work import unit_of_work
+from worker.db.unit_of_work import unit_of_work
 from worker.ingestion.ingest import IncomingEvent, ingest_events
 from worker.notifications import dispatch
 
@@ -351,7 +356,7 @@ def test_bulk_import_awards_create_in_app_rows_and_no_pushes(
     assert all(gateway.requests_for_mentor(m) == [] for m in mentors)
 
 
-def test_without_a_gateway_push_is_skipped_and_in_app_still_works(
+def test_without_a_gateway_no_push_row_is_written_and_in_app_still_works(
     clean_db: Engine, worker: WorkerProcess
 ) -> None:
     """The session worker has no PUSH_GATEWAY_URL: the push channel is disabled."""
@@ -361,11 +366,35 @@ def test_without_a_gateway_push_is_skipped_and_in_app_still_works(
     mentors = [uuid.uuid4() for _ in range(4)]
     publish([saved_event(org=org, mentor=m) for m in mentors])
 
+    def delivered() -> dict[uuid.UUID, set[tuple[str, str]]]:
+        return {m: {(r.channel, r.state) for r in outbox(clean_db, m).values()} for m in mentors}
+
+    # One in-app row each, delivered; no push row at all.
+    wait_for(
+        delivered,
+        until=lambda rows: all(channels == {("in_app", "sent")} for channels in rows.values()),
+        what="the in-app notifications delivered",
+    )
+    assert all(in_app_count(clean_db, m) == 1 for m in mentors)
+    # Said once per worker process that wrote notifications, not once per notification.
+    assert 1 <= worker.log().count("push channel disabled (PUSH_GATEWAY_URL unset)") <= 2
+
+
+def test_push_rows_reaching_a_worker_without_a_gateway_are_skipped(
+    clean_db: Engine, worker: WorkerProcess
+) -> None:
+    """Rows written by a process with a gateway, delivered by one without (the session worker)."""
+    org = configure(clean_db)
+    mentors = [uuid.uuid4() for _ in range(3)]
+    with unit_of_work(clean_db) as c:  # dispatched after commit to the session's broker
+        ingest_events(
+            c,
+            [IncomingEvent(saved_event(org=org, mentor=m)) for m in mentors],
+            clock=SystemClock(),
+        )
     for mentor in mentors:
         rows = wait_final(clean_db, mentor)
         assert rows["in_app"].state == "sent"
         assert (rows["push"].state, rows["push"].last_error) == ("skipped", NO_GATEWAY_REASON)
         assert rows["push"].attempts == 0
-        assert in_app_count(clean_db, mentor) == 1
-    # Logged once per worker process (two of them), not once per notification.
-    assert 1 <= worker.log().count("push channel disabled") <= 2
+    assert 1 <= worker.log().count("push channel disabled: ") <= 2

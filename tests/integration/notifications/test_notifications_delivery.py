@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import Connection, Engine, func, select, update
 
 from schema.migrate import upgrade
@@ -36,6 +37,9 @@ from worker.notifications.types import TIER_PROMOTED, Channel, OutboxRef, Outbox
 
 OSLO = ZoneInfo("Europe/Oslo")
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+# Both channels' rows are written: this process writes push rows.
+pytestmark = pytest.mark.usefixtures("push_enabled")
 
 
 def award(

@@ -29,8 +29,9 @@ def outbox_rows(conn: Connection, refs: list[OutboxRef]) -> tuple[list[Any], set
     ), pointed
 
 
+@pytest.mark.parametrize("push", [True, False])
 @pytest.mark.parametrize("backfill", [True, False])
-def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool) -> None:
+def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool, push: bool) -> None:
     org = uuid.uuid4()
     apply(conn, {"organisations": [organisation(org)],
                  "badges": [badge(org, "one", threshold(1)), badge(org, "two", threshold(2)),
@@ -45,16 +46,53 @@ def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool) -
     notifications = [outbox.badge_earned(e) for e in awards]
     for write in (outbox._write_rows, outbox._write_postgres):
         savepoint = conn.begin_nested()
-        refs = write(conn, notifications, now=NOW, backfill=backfill)
+        refs = write(conn, notifications, now=NOW, backfill=backfill, push=push)
         written.append(outbox_rows(conn, refs))
         # Writing the same awards again adds nothing and dispatches nothing.
-        assert write(conn, notifications, now=NOW, backfill=backfill) == []
+        assert write(conn, notifications, now=NOW, backfill=backfill, push=push) == []
         savepoint.rollback()
 
     (old_rows, old_refs), (new_rows, new_refs) = written
-    assert len(new_rows) == 24
+    assert len(new_rows) == (24 if push else 12)
     assert new_rows == old_rows
     assert new_refs == old_refs
-    assert len(new_refs) == (12 if backfill else 24)
+    assert len(new_refs) == (24 if push and not backfill else 12)
     assert all(channel == ref_channel for _, channel, ref_channel in new_refs)
     assert outbox.write_outbox(conn, [], now=NOW, backfill=backfill) == []
+
+
+def test_push_rows_are_written_only_while_a_push_gateway_is_configured(
+    conn: Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from worker.core.settings import get_settings
+
+    org = uuid.uuid4()
+    apply(conn, {"organisations": [organisation(org)], "badges": [badge(org, "one", threshold(1))]})
+    conn.execute(notification_outbox.delete())
+    definition = get_definition_by_code(conn, org, "one")
+    first, second = (
+        outbox.badge_earned(e)
+        for e in insert_awards(conn, [(definition, uuid.uuid4()) for _ in range(2)], NOW, "manual")
+    )
+    monkeypatch.setattr(outbox, "_push_off_logged", False)
+
+    with caplog.at_level("INFO", logger=outbox.__name__):
+        assert [r.channel for r in outbox.write_outbox(conn, [first], now=NOW)] == ["in_app"]
+        outbox.write_outbox(conn, [first], now=NOW)
+    disabled = [r for r in caplog.records if "push channel disabled" in r.getMessage()]
+    assert len(disabled) == 1  # said once per process, not once per write
+
+    monkeypatch.setenv("PUSH_GATEWAY_URL", "http://127.0.0.1:9/not-listening")
+    get_settings.cache_clear()
+    try:
+        refs = outbox.write_outbox(conn, [second], now=NOW)
+    finally:
+        monkeypatch.delenv("PUSH_GATEWAY_URL")
+        get_settings.cache_clear()
+    assert sorted(r.channel for r in refs) == ["in_app", "push"]
+    rows = conn.execute(
+        select(notification_outbox.c.dedup_key, notification_outbox.c.channel)
+    ).all()
+    assert sorted(rows) == sorted(
+        [(first.dedup_key, "in_app"), (second.dedup_key, "in_app"), (second.dedup_key, "push")]
+    )

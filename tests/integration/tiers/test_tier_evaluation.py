@@ -44,6 +44,9 @@ LEVELS = ["bronze", "silver", "gold", "platinum"]
 #: (min_assignments, min_streak) per level; platinum counts peer sessions only.
 THRESHOLDS = {"bronze": (3, 2), "silver": (8, 4), "gold": (15, 6), "platinum": (25, 10)}
 
+# Promotions get both channels' rows: this process writes push rows.
+pytestmark = pytest.mark.usefixtures("push_enabled")
+
 
 def _standard_tiers(org: uuid.UUID) -> list[dict[str, Any]]:
     return [

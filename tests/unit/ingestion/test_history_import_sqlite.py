@@ -25,6 +25,7 @@ from worker.ingestion.history_import import HistoryImportError, import_activitie
 from worker.ingestion.staging import IMPORT_NAMESPACE, import_event_id
 
 
+@pytest.mark.usefixtures("push_enabled")  # a backfill award's push row is written skipped
 def test_import_on_sqlite_builds_stats_and_backfill_awards_once(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
     upgrade(engine)
