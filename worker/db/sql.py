@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     Table,
     any_,
     bindparam,
+    column,
     func,
     literal,
     or_,
+    table,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from worker.db.engine import is_postgres
 
@@ -80,3 +88,40 @@ def new_uuid(conn: Connection) -> ColumnElement[Any]:
         + func.substr(hexes[2], 2)
         + hexes[3]
     )
+
+
+class _CreateTemporaryTableAs(Executable, ClauseElement):
+    """``CREATE TEMPORARY TABLE name ON COMMIT DROP AS query`` (PostgreSQL)."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Select[Any]) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(_CreateTemporaryTableAs)
+def _compile_create_as(element: _CreateTemporaryTableAs, compiler: SQLCompiler, **kw: Any) -> str:
+    query = compiler.process(element.query, **kw)
+    return f"CREATE TEMPORARY TABLE {element.name} ON COMMIT DROP AS {query}"
+
+
+@contextmanager
+def query_result(conn: Connection, name: str, query: Select[Any]) -> Iterator[Any]:
+    """``query``'s rows to select from inside the block: on PostgreSQL a temporary table.
+
+    PostgreSQL (15) never runs the ``SELECT`` of an ``INSERT … SELECT`` in
+    parallel, but does run a ``CREATE TABLE … AS`` query in parallel: an
+    expensive aggregate written into a temporary table first, then inserted
+    from there, uses every core.  The table lives in the caller's
+    transaction and is dropped when the block ends.  Elsewhere the query is
+    simply used as a subquery.
+    """
+    if not is_postgres(conn):
+        yield query.subquery(name)
+        return
+    conn.execute(_CreateTemporaryTableAs(name, query))
+    try:
+        yield table(name, *(column(c.name, c.type) for c in query.selected_columns))
+    finally:
+        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))

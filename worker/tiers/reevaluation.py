@@ -42,10 +42,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Connection, func, literal, select
+from sqlalchemy import Connection, func, literal, select, true
 
 from schema.tables import tier_assignments, tier_evaluation_runs
 from worker.badges.awards import EarnedBadge
@@ -53,7 +53,7 @@ from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock, as_utc, local_today
 from worker.core.models import batches
 from worker.core.settings import get_settings
-from worker.db.sql import insert_for, new_uuid
+from worker.db.sql import insert_for, new_uuid, query_result
 from worker.model.tier_rules import config_fingerprint
 from worker.model.tiers import Promotion, RecognitionTier, TierAwardPeriod, TierLevel
 from worker.notifications.outbox import notify_awards, tier_promoted, write_outbox
@@ -225,20 +225,30 @@ def _evaluate_period(
     if not tiers or not evaluated:
         return run
     best = highest_tiers(conn, period, tiers, since=since)
+    reached = select(best.c.peer_mentor_id, best.c.tier).where(best.c.tier > 0)
+    with query_result(conn, "tier_reached", reached) as reached_rows:
+        run.promotions = _promote(conn, period, reached_rows, now=now)
+    return run
+
+
+def _promote(
+    conn: Connection, period: TierAwardPeriod, reached: Any, *, now: datetime
+) -> list[Promotion]:
+    """Upsert the tiers ``reached`` (peer_mentor_id, tier > 0); the promotions, by mentor id."""
     insert = insert_for(conn, tier_assignments).from_select(
         ["id", "peer_mentor_id", "organisation_id", "award_period_id", "tier", "assigned_at"],
         select(
             new_uuid(conn),
-            best.c.peer_mentor_id,
+            reached.c.peer_mentor_id,
             literal(period.organisation_id, tier_assignments.c.organisation_id.type),
             literal(period.id, tier_assignments.c.award_period_id.type),
-            best.c.tier,
+            reached.c.tier,
             literal(now, tier_assignments.c.assigned_at.type),
         )
-        # The WHERE also resolves SQLite's INSERT…SELECT…ON CONFLICT parsing ambiguity.
-        .where(best.c.tier > 0)
+        # The WHERE resolves SQLite's INSERT…SELECT…ON CONFLICT parsing ambiguity.
+        .where(true())
         # A fixed row order: two overlapping runs take row locks in the same order.
-        .order_by(best.c.peer_mentor_id),
+        .order_by(reached.c.peer_mentor_id),
     )
     upsert = insert.on_conflict_do_update(
         index_elements=[tier_assignments.c.peer_mentor_id, tier_assignments.c.award_period_id],
@@ -248,9 +258,10 @@ def _evaluate_period(
         tier_assignments.c.id,
         tier_assignments.c.peer_mentor_id,
         tier_assignments.c.tier,
-        tier_assignments.c.assigned_at,
     )
-    run.promotions = sorted(
+    # Every row written (inserted or promoted) has assigned_at = now.
+    assigned_at = as_utc(now)
+    return sorted(
         (
             Promotion(
                 assignment_id=row.id,
@@ -259,13 +270,12 @@ def _evaluate_period(
                 award_period_id=period.id,
                 award_period_name=period.name,
                 tier=TierLevel(row.tier),
-                assigned_at=as_utc(row.assigned_at),
+                assigned_at=assigned_at,
             )
             for row in conn.execute(upsert).all()
         ),
         key=lambda p: p.peer_mentor_id,  # UUIDs order as their text does
     )
-    return run
 
 
 def _record_run(
