@@ -35,7 +35,7 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, false, func, literal, select, true
 
 from schema.tables import Timestamp, activity_ledger
-from worker.badges.evaluation import evaluate_mentors
+from worker.badges.backfill import award_mentors
 from worker.core.clock import Clock
 from worker.db.engine import is_postgres
 from worker.db.locks import lock_mentors
@@ -202,11 +202,11 @@ def evaluate_group(engine: Engine, mentor_orgs: dict[UUID, UUID], *, clock: Cloc
     with unit_of_work(engine) as conn:
         lock_mentors(conn, mentor_orgs)
         now = clock.now()
-        evaluation = evaluate_mentors(conn, mentor_orgs, now=now, source="backfill")
+        awarded = award_mentors(conn, mentor_orgs, now=now)
         return ImportReport(
             mentors=mentor_orgs,
-            awarded=len(evaluation.awarded),
-            outbox=notify_awards(conn, evaluation.awarded, now=now, backfill=True),
+            awarded=len(awarded),
+            outbox=notify_awards(conn, awarded, now=now, backfill=True),
         )
 
 
