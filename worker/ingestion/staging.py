@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -47,6 +50,8 @@ IMPORT_NAMESPACE = UUID("8d3b9c7e-4a51-4f0e-b9a4-2f6c1d0e7a35")
 MAX_REPORTED_PROBLEMS = 50
 #: Rows sent to the staging table per write.
 _STAGE_BATCH = 5000
+#: Lines validated in one call.
+_VALIDATE_BATCH = 2000
 
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
@@ -77,6 +82,7 @@ STAGING = Table(
 _STAGED_COLUMNS = tuple(c.name for c in STAGING.c)
 #: PostgreSQL: the rows one group actually inserted (ledger-shaped), emptied at commit.
 NEW_ROWS = activity_ledger.to_metadata(MetaData(), name="import_new")
+_ACTIVITIES = TypeAdapter(list[Activity])
 
 
 def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, bytes]]:
@@ -117,12 +123,40 @@ def import_event_id(activity_id: str) -> str:
 
 
 class _StagingWriter:
-    """Buffers validated rows and writes them to the staging table in batches."""
+    """Writes validated rows to the staging table: one ``COPY`` stream on PostgreSQL.
+
+    The stream stays open while the file is read, so the server stores one
+    batch while the next is parsed; elsewhere, batched inserts.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._postgres = is_postgres(conn)
         self._rows: list[Any] = []
+        self._copy: Any = None
+
+    def __enter__(self) -> _StagingWriter:
+        if self._postgres:
+            raw = self._conn.connection.driver_connection
+            assert raw is not None
+            self._stack = ExitStack()
+            cursor = self._stack.enter_context(raw.cursor())
+            columns = ", ".join(_STAGED_COLUMNS)
+            self._copy = self._stack.enter_context(
+                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN")
+            )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._flush()
+        if self._postgres:
+            self._stack.__exit__(kind, error, trace)  # ends the COPY (or aborts it on error)
 
     def add(self, number: int, a: Activity) -> None:
         activity_id = str(a.id)
@@ -150,23 +184,51 @@ class _StagingWriter:
                 }
             )
         if len(self._rows) >= _STAGE_BATCH:
-            self.flush()
+            self._flush()
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         if not self._rows:
             return
         if self._postgres:
-            raw = self._conn.connection.driver_connection
-            assert raw is not None
-            columns = ", ".join(_STAGED_COLUMNS)
-            with (
-                raw.cursor() as cursor,
-                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy,
-            ):
-                copy.write("".join(self._rows))
+            self._copy.write("".join(self._rows))
         else:
             self._conn.execute(STAGING.insert(), self._rows)
         self._rows = []
+
+
+def _validated(batch: list[tuple[int, bytes]]) -> Iterator[tuple[int, Activity | ValidationError]]:
+    """Each line of ``batch`` with its activity, or the error that rejects it.
+
+    When every line is one complete JSON value, the lines joined by commas
+    form an array of exactly those values, validated in one call (several
+    times cheaper than a call per line).  If that fails anywhere, each line
+    is validated on its own, so every bad line is found with its own message.
+    """
+    try:
+        for _, line in batch:
+            from_json(line)
+        activities = _ACTIVITIES.validate_json(b"[" + b",".join(line for _, line in batch) + b"]")
+    except ValueError:  # ValidationError included
+        pass
+    else:
+        yield from zip((number for number, _ in batch), activities, strict=True)
+        return
+    for number, line in batch:
+        try:
+            yield number, Activity.model_validate_json(line)
+        except ValidationError as exc:
+            yield number, exc
+
+
+def _batches(path: Path, progress: Progress | None) -> Iterator[list[tuple[int, bytes]]]:
+    batch: list[tuple[int, bytes]] = []
+    for item in _lines(path, progress):
+        batch.append(item)
+        if len(batch) >= _VALIDATE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -182,26 +244,25 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
     rolls back, which also drops the staging table.
     """
     STAGING.create(conn)
-    writer = _StagingWriter(conn)
     problems: list[str] = []
     orgs: dict[UUID, int] = {}  # organisation -> first line naming it
     mentors: dict[UUID, UUID] = {}
     count = 0
     try:
-        for number, line in _lines(path, progress):
-            count += 1
-            try:
-                activity = Activity.model_validate_json(line)
-            except ValidationError as exc:
-                if len(problems) < MAX_REPORTED_PROBLEMS:
-                    detail = "; ".join(describe_validation_error(exc))
-                    problems.append(f"line {number}: {detail}")
-                continue
-            orgs.setdefault(activity.organisation_id, number)
-            if problems:
-                continue  # nothing will be loaded; keep reading only to report
-            mentors[activity.peer_mentor_id] = activity.organisation_id
-            writer.add(number, activity)
+        with _StagingWriter(conn) as writer:
+            for batch in _batches(path, progress):
+                count += len(batch)
+                for number, result in _validated(batch):
+                    if isinstance(result, ValidationError):
+                        if len(problems) < MAX_REPORTED_PROBLEMS:
+                            detail = "; ".join(describe_validation_error(result))
+                            problems.append(f"line {number}: {detail}")
+                        continue
+                    orgs.setdefault(result.organisation_id, number)
+                    if problems:
+                        continue  # nothing will be loaded; keep reading only to report
+                    mentors[result.peer_mentor_id] = result.organisation_id
+                    writer.add(number, result)
     except OSError as exc:
         raise HistoryImportError([f"cannot read {path}: {exc.strerror}"]) from None
     known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(list(orgs)))))
@@ -210,7 +271,11 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
             problems.append(f"line {first_line}: unknown organisation {org}")
     if problems:
         raise HistoryImportError(problems)
-    writer.flush()
+    _deduplicate_and_index(conn)
+    return Staged(lines=count, mentors=mentors)
+
+
+def _deduplicate_and_index(conn: Connection) -> None:
     # Indexes are built once the rows are in (cheaper than maintaining them
     # row by row).  The same activity on several lines: the first line
     # counts, so the later ones are removed here, once for the whole file.
@@ -232,7 +297,6 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
             "CREATE TEMP TABLE import_new (LIKE activity_ledger INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
-    return Staged(lines=count, mentors=mentors)
 
 
 def drop_staging(conn: Connection) -> None:
