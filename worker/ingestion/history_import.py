@@ -60,6 +60,8 @@ HISTORY_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 #: and at most :data:`MAX_GROUP_MENTORS` mentors (the lock set of one transaction).
 DEFAULT_GROUP_ROWS = 50_000
 MAX_GROUP_MENTORS = 1000
+#: PostgreSQL ``work_mem`` of a group's load transaction.
+LOAD_WORK_MEM = "64MB"
 T = TypeVar("T")
 
 
@@ -96,6 +98,9 @@ def _load_group(conn: Connection, first: UUID, last: UUID, *, now: datetime) -> 
     ).where(s.c.peer_mentor_id.between(first, last))
     columns = [c.name for c in activity_ledger.c]
     if is_postgres(conn):
+        # Enough memory to group and sort a group's rows without spilling
+        # to temporary files (for this transaction only).
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{LOAD_WORK_MEM}'")
         rows = candidates.cte("candidates")
         inserted = (
             insert_for(conn, activity_ledger)
