@@ -245,8 +245,10 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
     """
     STAGING.create(conn)
     problems: list[str] = []
-    orgs: dict[UUID, int] = {}  # organisation -> first line naming it
-    mentors: dict[UUID, UUID] = {}
+    # Keyed by the ids' integers while reading: hashing a UUID object runs
+    # Python code, and this runs for every line.
+    orgs: dict[int, int] = {}  # organisation -> first line naming it
+    mentors: dict[int, int] = {}  # mentor -> organisation (of their last line)
     count = 0
     try:
         with _StagingWriter(conn) as writer:
@@ -258,28 +260,35 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
                             detail = "; ".join(describe_validation_error(result))
                             problems.append(f"line {number}: {detail}")
                         continue
-                    orgs.setdefault(result.organisation_id, number)
+                    orgs.setdefault(result.organisation_id.int, number)
                     if problems:
                         continue  # nothing will be loaded; keep reading only to report
-                    mentors[result.peer_mentor_id] = result.organisation_id
+                    mentors[result.peer_mentor_id.int] = result.organisation_id.int
                     writer.add(number, result)
     except OSError as exc:
         raise HistoryImportError([f"cannot read {path}: {exc.strerror}"]) from None
-    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(list(orgs)))))
-    for org, first_line in orgs.items():
+    named = [UUID(int=org) for org in orgs]
+    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(named))))
+    for org, first_line in zip(named, orgs.values(), strict=True):
         if org not in known:
             problems.append(f"line {first_line}: unknown organisation {org}")
     if problems:
         raise HistoryImportError(problems)
     _deduplicate_and_index(conn)
-    return Staged(lines=count, mentors=mentors)
+    return Staged(lines=count, mentors={UUID(int=m): UUID(int=o) for m, o in mentors.items()})
 
 
 def _deduplicate_and_index(conn: Connection) -> None:
-    # Indexes are built once the rows are in (cheaper than maintaining them
-    # row by row).  The same activity on several lines: the first line
-    # counts, so the later ones are removed here, once for the whole file.
-    conn.exec_driver_sql("CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)")
+    """Remove later lines repeating an activity id (the first line counts); index by mentor.
+
+    Once for the whole file, after the rows are in (cheaper than keeping
+    indexes up to date row by row).
+    """
+    postgres = is_postgres(conn)
+    if not postgres:  # PostgreSQL hashes both sides of the comparison instead
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)"
+        )
     earlier = STAGING.alias("earlier")
     conn.execute(
         STAGING.delete().where(
@@ -289,10 +298,11 @@ def _deduplicate_and_index(conn: Connection) -> None:
         )
     )
     conn.exec_driver_sql("CREATE INDEX ix_import_staging_mentor ON import_staging (peer_mentor_id)")
-    if is_postgres(conn):
+    if postgres:
         # Temporary tables are never analysed automatically; without
         # statistics the planner would guess the groups' row counts badly.
-        conn.exec_driver_sql("ANALYZE import_staging")
+        # The groups select by mentor id: only that column needs statistics.
+        conn.exec_driver_sql("ANALYZE import_staging (peer_mentor_id)")
         conn.exec_driver_sql(
             "CREATE TEMP TABLE import_new (LIKE activity_ledger INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
