@@ -9,12 +9,14 @@ holds one ``activity`` object per line (the same shape as in events).
 2. **Load and evaluate**, a group of mentors at a time.  A group's rows move
    from staging into the ledger in one ``INSERT … SELECT``, its stats are
    built set-based from the rows actually inserted, and the transaction
-   commits.  Then the group's
-   mentors are evaluated in a second transaction: awards flagged ``backfill``,
-   with in-app notifications and push rows written as ``skipped``.  On
-   PostgreSQL the next group loads on the staging connection in a background
-   thread while this one is evaluated, so the database and Python work at the
-   same time.
+   commits.  Then the group's mentors are evaluated in a second transaction,
+   set-based as well (:mod:`worker.badges.backfill`: one ``INSERT … SELECT``
+   per badge definition decides and awards it for the whole group, the
+   stats never leave the database): awards flagged ``backfill``, with
+   in-app notifications and push rows written as ``skipped``, no audit rows
+   and nothing revoked.  On PostgreSQL the next group loads on the staging
+   connection in a background thread while this one is evaluated, so two
+   transactions work at the same time.
 
 Imported rows carry a fixed, very old ``occurred_at``, so any live event for
 the same activity wins (last writer wins), and an activity already in the

@@ -1,16 +1,19 @@
 """Staging a history import file: parse every line once into a temporary table.
 
 The first step of ``badges import activities FILE`` (the rest is in
-:mod:`worker.ingestion.history_import`).  Every line is parsed once; valid
-rows are streamed into a session-private temporary table (``COPY`` on
-PostgreSQL, batched inserts elsewhere).  Only that table is written, so when
-any line is invalid, or an organisation is unknown, nothing is written: every
-bad line is reported and the staging table is discarded.  Later lines
-repeating an activity id are then removed from staging (the first line
-counts), once for the whole file.  Memory stays constant whatever the file
-size: only the set of the file's mentors is kept in Python.  On PostgreSQL a
-second temporary table, ``import_new``, receives the rows each group of the
-load actually inserts.
+:mod:`worker.ingestion.history_import`).  Every line is parsed once, a batch
+of lines per pydantic call (see :func:`_validated`: a failing batch is
+validated again line by line, so each bad line gets its own message); valid
+rows are streamed into a session-private temporary table (one ``COPY`` for
+the whole file on PostgreSQL, so the server stores rows while the next ones
+are parsed; batched inserts elsewhere).  Only that table is written, so
+when any line is invalid, or an organisation is unknown, nothing is
+written: every bad line is reported and the staging table is discarded.
+Later lines repeating an activity id are then removed from staging (the
+first line counts), once for the whole file.  Memory stays constant
+whatever the file size: only the set of the file's mentors is kept in
+Python.  On PostgreSQL a second temporary table, ``import_new``, receives
+the rows each group of the load actually inserts.
 """
 
 from __future__ import annotations
