@@ -62,6 +62,14 @@ HISTORY_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 #: and at most :data:`MAX_GROUP_MENTORS` mentors (the lock set of one transaction).
 DEFAULT_GROUP_ROWS = 50_000
 MAX_GROUP_MENTORS = 1000
+#: What evaluating a group reads and the import makes grow.
+EVALUATED_TABLES = (
+    "mentors",
+    "mentor_activity_counts",
+    "period_activity_counts",
+    "completed_courses",
+    "earned_badges",
+)
 #: PostgreSQL ``work_mem`` of a group's load transaction.
 LOAD_WORK_MEM = "64MB"
 T = TypeVar("T")
@@ -150,11 +158,20 @@ def _groups(mentors: dict[UUID, UUID], lines: int, group_rows: int) -> list[list
 def _loaded_groups(
     conn: Connection, groups: list[list[UUID]], *, clock: Clock
 ) -> Generator[tuple[list[UUID], int, int], None, None]:
-    """Load each group in its own transaction on the staging connection."""
-    for group in groups:
+    """Load each group in its own transaction on the staging connection.
+
+    After the 1st, 2nd, 4th, 8th… group the tables that evaluation reads are
+    analysed: they grow by a group at a time, much faster than autovacuum
+    refreshes their statistics, and with statistics of nearly empty tables
+    the planner loops over every mentor for each qualifying one (an award
+    statement took seconds instead of milliseconds by the twentieth group).
+    """
+    for number, group in enumerate(groups, start=1):
         with conn.begin():
             lock_mentors(conn, group)
             distinct, new = _load_group(conn, group[0], group[-1], now=clock.now())
+            if is_postgres(conn) and number & (number - 1) == 0:
+                conn.exec_driver_sql(f"ANALYZE {', '.join(EVALUATED_TABLES)}")
         yield group, distinct, new
 
 
