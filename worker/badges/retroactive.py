@@ -41,7 +41,6 @@ from uuid import UUID
 
 from sqlalchemy import (
     Connection,
-    exists,
     func,
     literal,
     select,
@@ -54,16 +53,12 @@ from schema.tables import (
     earned_badges,
     mentors,
 )
-from worker.badges.awards import (
-    BadgeDefinition,
-    EarnedBadge,
-    definition_from_row,
-    insert_awards_from,
-)
+from worker.badges.awards import BadgeDefinition, EarnedBadge, definition_from_row
+from worker.badges.backfill import award_qualifying, held
 from worker.badges.criteria_sql import Bounds, meets
 from worker.badges.evaluation import EVALUATION_ACTOR
 from worker.db.locks import lock_mentors
-from worker.db.sql import in_values, new_uuid
+from worker.db.sql import in_values
 from worker.model.criteria import (
     contains_raw,
 )
@@ -111,11 +106,6 @@ def load_definitions(conn: Connection, definition_ids: Collection[UUID]) -> list
     ]
 
 
-def _held(definition: BadgeDefinition, mentor: Any) -> Any:
-    e = earned_badges.c
-    return exists().where(e.badge_definition_id == definition.id, e.peer_mentor_id == mentor)
-
-
 # --- preview (read-only) ----------------------------------------------------------
 
 
@@ -130,7 +120,7 @@ def preview(conn: Connection, definitions: Sequence[BadgeDefinition]) -> list[Ba
                 select(func.count()).where(
                     m.organisation_id == d.organisation_id,
                     meets(conn, d.criteria, m.peer_mentor_id, d.organisation_id),
-                    ~_held(d, m.peer_mentor_id),
+                    ~held(d, m.peer_mentor_id),
                 )
             ).scalar_one()
         )
@@ -189,36 +179,11 @@ def evaluate_chunk(
     awarded: list[EarnedBadge] = []
     revoked: list[tuple[UUID, int]] = []
     for d in definitions:
-        awarded += _award(conn, d, chunk, bounds, now)
+        awarded += award_qualifying(conn, d, chunk, bounds, now)
         if d.revocable:
             revoked.append((d.id, _revoke(conn, d, chunk, bounds, now)))
     _audit_awards(conn, [b.id for b in awarded], now=now)
     return awarded, revoked
-
-
-def _award(
-    conn: Connection, d: BadgeDefinition, chunk: Sequence[UUID], bounds: Bounds, now: datetime
-) -> list[EarnedBadge]:
-    m, e = mentors.c, earned_badges.c
-    org = d.organisation_id
-    qualifying = (
-        select(
-            new_uuid(conn),
-            literal(d.id, e.badge_definition_id.type),
-            m.peer_mentor_id,
-            literal(org, e.organisation_id.type),
-            literal(now, e.earned_at.type),
-            literal("backfill", e.award_source.type),
-        )
-        .where(
-            m.organisation_id == org,
-            in_values(conn, m.peer_mentor_id, chunk),
-            meets(conn, d.criteria, m.peer_mentor_id, org, bounds),
-            ~_held(d, m.peer_mentor_id),
-        )
-        .order_by(m.peer_mentor_id)
-    )
-    return insert_awards_from(conn, d, qualifying)
 
 
 def _revoke(

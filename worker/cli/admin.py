@@ -6,17 +6,22 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from schema.migrate import current_revision, pending_revisions, upgrade
 from worker.cli.common import EXIT_OK, invalid, print_json
-from worker.configuration.followup import ApplyOutcome, apply_and_evaluate
 from worker.configuration.schema import ConfigurationError, load_configuration_file
 from worker.core.clock import SystemClock
 from worker.db.engine import get_engine
 from worker.model.events import event_json_schema
+
+if TYPE_CHECKING:
+    from worker.configuration.followup import ApplyOutcome
+
+# The migration tooling (alembic) and the configuration follow-up (retroactive
+# evaluation, tier runs) are imported by the commands that use them: every
+# other command, a history import for one, starts faster without them.
 
 #: Organisations with at least this many mentors get a progress bar (stderr).
 PROGRESS_MENTORS = 10_000
@@ -52,6 +57,8 @@ def register(commands: Any) -> None:
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
+    from schema.migrate import current_revision, pending_revisions, upgrade
+
     engine = get_engine()
     where = engine.url.render_as_string(hide_password=True)
     pending = pending_revisions(engine)
@@ -73,6 +80,8 @@ def definitions_apply(args: argparse.Namespace) -> int:
     mentor who already qualifies before the command returns (backfill awards:
     in-app notifications only); ``--dry-run`` prints the same counts.
     """
+    from worker.configuration.followup import apply_and_evaluate
+
     bars: list[Any] = []
 
     def progress(total: int) -> Callable[[int], Any]:

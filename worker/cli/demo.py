@@ -24,7 +24,6 @@ from uuid import UUID, uuid4
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from schema.migrate import upgrade
 from schema.tables import processed_events, quarantined_events
 from worker.badges.awards import earned_by_mentor
 from worker.cli.common import EXIT_OK, CliError, print_json
@@ -86,6 +85,8 @@ def run_demo(
     *, mentors: int = 36, seed: int = 7, timeout: float = 120.0, progress: bool = True
 ) -> tuple[DemoResult, DemoData, dict[str, Any]]:
     """Run the demo end to end; returns the result, the sample data and its configuration."""
+    from schema.migrate import upgrade  # alembic: only the commands that migrate load it
+
     started = time.monotonic()
     engine = get_engine()
     upgrade(engine)

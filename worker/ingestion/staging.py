@@ -1,29 +1,35 @@
 """Staging a history import file: parse every line once into a temporary table.
 
 The first step of ``badges import activities FILE`` (the rest is in
-:mod:`worker.ingestion.history_import`).  Every line is parsed once; valid
-rows are streamed into a session-private temporary table (``COPY`` on
-PostgreSQL, batched inserts elsewhere).  Only that table is written, so when
-any line is invalid, or an organisation is unknown, nothing is written: every
-bad line is reported and the staging table is discarded.  Later lines
-repeating an activity id are then removed from staging (the first line
-counts), once for the whole file.  Memory stays constant whatever the file
-size: only the set of the file's mentors is kept in Python.  On PostgreSQL a
-second temporary table, ``import_new``, receives the rows each group of the
-load actually inserts.
+:mod:`worker.ingestion.history_import`).  Every line is parsed once, a batch
+of lines per pydantic call (see :func:`_validated`: a failing batch is
+validated again line by line, so each bad line gets its own message); valid
+rows are streamed into a session-private temporary table (one ``COPY`` for
+the whole file on PostgreSQL, so the server stores rows while the next ones
+are parsed; batched inserts elsewhere).  Only that table is written, so
+when any line is invalid, or an organisation is unknown, nothing is
+written: every bad line is reported and the staging table is discarded.
+Later lines repeating an activity id are then removed from staging (the
+first line counts), once for the whole file.  Memory stays constant
+whatever the file size: only the set of the file's mentors is kept in
+Python.  On PostgreSQL a second temporary table, ``import_new``, receives
+the rows each group of the load actually inserts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -47,6 +53,8 @@ IMPORT_NAMESPACE = UUID("8d3b9c7e-4a51-4f0e-b9a4-2f6c1d0e7a35")
 MAX_REPORTED_PROBLEMS = 50
 #: Rows sent to the staging table per write.
 _STAGE_BATCH = 5000
+#: Lines validated in one call.
+_VALIDATE_BATCH = 2000
 
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
@@ -77,6 +85,7 @@ STAGING = Table(
 _STAGED_COLUMNS = tuple(c.name for c in STAGING.c)
 #: PostgreSQL: the rows one group actually inserted (ledger-shaped), emptied at commit.
 NEW_ROWS = activity_ledger.to_metadata(MetaData(), name="import_new")
+_ACTIVITIES = TypeAdapter(list[Activity])
 
 
 def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, bytes]]:
@@ -117,12 +126,40 @@ def import_event_id(activity_id: str) -> str:
 
 
 class _StagingWriter:
-    """Buffers validated rows and writes them to the staging table in batches."""
+    """Writes validated rows to the staging table: one ``COPY`` stream on PostgreSQL.
+
+    The stream stays open while the file is read, so the server stores one
+    batch while the next is parsed; elsewhere, batched inserts.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._postgres = is_postgres(conn)
         self._rows: list[Any] = []
+        self._copy: Any = None
+
+    def __enter__(self) -> _StagingWriter:
+        if self._postgres:
+            raw = self._conn.connection.driver_connection
+            assert raw is not None
+            self._stack = ExitStack()
+            cursor = self._stack.enter_context(raw.cursor())
+            columns = ", ".join(_STAGED_COLUMNS)
+            self._copy = self._stack.enter_context(
+                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN")
+            )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._flush()
+        if self._postgres:
+            self._stack.__exit__(kind, error, trace)  # ends the COPY (or aborts it on error)
 
     def add(self, number: int, a: Activity) -> None:
         activity_id = str(a.id)
@@ -150,23 +187,51 @@ class _StagingWriter:
                 }
             )
         if len(self._rows) >= _STAGE_BATCH:
-            self.flush()
+            self._flush()
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         if not self._rows:
             return
         if self._postgres:
-            raw = self._conn.connection.driver_connection
-            assert raw is not None
-            columns = ", ".join(_STAGED_COLUMNS)
-            with (
-                raw.cursor() as cursor,
-                cursor.copy(f"COPY import_staging ({columns}) FROM STDIN") as copy,
-            ):
-                copy.write("".join(self._rows))
+            self._copy.write("".join(self._rows))
         else:
             self._conn.execute(STAGING.insert(), self._rows)
         self._rows = []
+
+
+def _validated(batch: list[tuple[int, bytes]]) -> Iterator[tuple[int, Activity | ValidationError]]:
+    """Each line of ``batch`` with its activity, or the error that rejects it.
+
+    When every line is one complete JSON value, the lines joined by commas
+    form an array of exactly those values, validated in one call (about
+    half the time of a call per line).  If that fails anywhere, each line is
+    validated on its own, so every bad line is found with its own message.
+    """
+    try:
+        for _, line in batch:
+            from_json(line)
+        activities = _ACTIVITIES.validate_json(b"[" + b",".join(line for _, line in batch) + b"]")
+    except ValueError:  # ValidationError included
+        pass
+    else:
+        yield from zip((number for number, _ in batch), activities, strict=True)
+        return
+    for number, line in batch:
+        try:
+            yield number, Activity.model_validate_json(line)
+        except ValidationError as exc:
+            yield number, exc
+
+
+def _batches(path: Path, progress: Progress | None) -> Iterator[list[tuple[int, bytes]]]:
+    batch: list[tuple[int, bytes]] = []
+    for item in _lines(path, progress):
+        batch.append(item)
+        if len(batch) >= _VALIDATE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -182,39 +247,51 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
     rolls back, which also drops the staging table.
     """
     STAGING.create(conn)
-    writer = _StagingWriter(conn)
     problems: list[str] = []
-    orgs: dict[UUID, int] = {}  # organisation -> first line naming it
-    mentors: dict[UUID, UUID] = {}
+    # Keyed by the ids' integers while reading: hashing a UUID object runs
+    # Python code, and this runs for every line.
+    orgs: dict[int, int] = {}  # organisation -> first line naming it
+    mentors: dict[int, int] = {}  # mentor -> organisation (of their last line)
     count = 0
     try:
-        for number, line in _lines(path, progress):
-            count += 1
-            try:
-                activity = Activity.model_validate_json(line)
-            except ValidationError as exc:
-                if len(problems) < MAX_REPORTED_PROBLEMS:
-                    detail = "; ".join(describe_validation_error(exc))
-                    problems.append(f"line {number}: {detail}")
-                continue
-            orgs.setdefault(activity.organisation_id, number)
-            if problems:
-                continue  # nothing will be loaded; keep reading only to report
-            mentors[activity.peer_mentor_id] = activity.organisation_id
-            writer.add(number, activity)
+        with _StagingWriter(conn) as writer:
+            for batch in _batches(path, progress):
+                count += len(batch)
+                for number, result in _validated(batch):
+                    if isinstance(result, ValidationError):
+                        if len(problems) < MAX_REPORTED_PROBLEMS:
+                            detail = "; ".join(describe_validation_error(result))
+                            problems.append(f"line {number}: {detail}")
+                        continue
+                    orgs.setdefault(result.organisation_id.int, number)
+                    if problems:
+                        continue  # nothing will be loaded; keep reading only to report
+                    mentors[result.peer_mentor_id.int] = result.organisation_id.int
+                    writer.add(number, result)
     except OSError as exc:
         raise HistoryImportError([f"cannot read {path}: {exc.strerror}"]) from None
-    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(list(orgs)))))
-    for org, first_line in orgs.items():
+    named = [UUID(int=org) for org in orgs]
+    known = set(conn.scalars(select(organisations.c.id).where(organisations.c.id.in_(named))))
+    for org, first_line in zip(named, orgs.values(), strict=True):
         if org not in known:
             problems.append(f"line {first_line}: unknown organisation {org}")
     if problems:
         raise HistoryImportError(problems)
-    writer.flush()
-    # Indexes are built once the rows are in (cheaper than maintaining them
-    # row by row).  The same activity on several lines: the first line
-    # counts, so the later ones are removed here, once for the whole file.
-    conn.exec_driver_sql("CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)")
+    _deduplicate_and_index(conn)
+    return Staged(lines=count, mentors={UUID(int=m): UUID(int=o) for m, o in mentors.items()})
+
+
+def _deduplicate_and_index(conn: Connection) -> None:
+    """Remove later lines repeating an activity id (the first line counts); index by mentor.
+
+    Once for the whole file, after the rows are in (cheaper than keeping
+    indexes up to date row by row).
+    """
+    postgres = is_postgres(conn)
+    if not postgres:  # PostgreSQL hashes both sides of the comparison instead
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_import_staging_activity ON import_staging (activity_id)"
+        )
     earlier = STAGING.alias("earlier")
     conn.execute(
         STAGING.delete().where(
@@ -224,15 +301,15 @@ def stage_file(conn: Connection, path: Path, progress: Progress | None) -> Stage
         )
     )
     conn.exec_driver_sql("CREATE INDEX ix_import_staging_mentor ON import_staging (peer_mentor_id)")
-    if is_postgres(conn):
+    if postgres:
         # Temporary tables are never analysed automatically; without
         # statistics the planner would guess the groups' row counts badly.
-        conn.exec_driver_sql("ANALYZE import_staging")
+        # The groups select by mentor id: only that column needs statistics.
+        conn.exec_driver_sql("ANALYZE import_staging (peer_mentor_id)")
         conn.exec_driver_sql(
             "CREATE TEMP TABLE import_new (LIKE activity_ledger INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
-    return Staged(lines=count, mentors=mentors)
 
 
 def drop_staging(conn: Connection) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from schema.tables import (
     activity_ledger,
+    badge_audit,
     completed_courses,
     daily_activity_counts,
     earned_badges,
@@ -105,7 +106,10 @@ def test_import_builds_stats_awards_as_backfill_and_is_idempotent(
                            .where(notification_outbox.c.peer_mentor_id == keen)).all()  # fmt: skip
         lifetime = c.execute(select(func.sum(mentor_activity_counts.c.activity_count))
                              .where(mentor_activity_counts.c.peer_mentor_id.in_([keen, casual]))).scalar_one()  # fmt: skip
+        audited = c.execute(select(func.count()).select_from(badge_audit)
+                            .where(badge_audit.c.peer_mentor_id == keen)).scalar_one()  # fmt: skip
     assert sources == ["backfill", "backfill"]
+    assert audited == 0  # imported awards are backfill awards, not audited changes
     assert (
         sorted((o.channel, o.backfill) for o in outbox)
         == [("in_app", True)] * 2 + [("push", True)] * 2

@@ -87,3 +87,34 @@ def test_import_event_id_is_uuid5_in_the_import_namespace() -> None:
         expected = uuid.uuid5(IMPORT_NAMESPACE, str(activity_id))
         assert import_event_id(str(activity_id)) == expected.hex
         assert uuid.UUID(hex=import_event_id(str(activity_id))).version == 5
+
+
+def test_lines_that_only_join_into_valid_json_are_each_reported(tmp_path: Path) -> None:
+    """Lines are validated a batch per call; the batch must not accept what one line alone fails.
+
+    Lines 1 and 2 are halves of one activity, line 3 holds two activities:
+    joined by commas they form an array of three valid activities.
+    """
+    engine = make_engine(f"sqlite:///{tmp_path / 'badges.sqlite3'}")
+    upgrade(engine)
+    org = uuid.uuid4()
+    clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with engine.begin() as conn:
+        config = {"organisations": [{"id": str(org), "name": "Embedded"}]}
+        apply_configuration(conn, validate_configuration(config), clock)
+
+    def activity() -> str:
+        return json.dumps({"id": str(uuid.uuid4()), "organisation_id": str(org),
+                           "peer_mentor_id": str(uuid.uuid4()), "activity_type": "phone_call",
+                           "activity_date": "2025-06-02"})  # fmt: skip
+
+    split = activity()
+    cut = split.index(', "peer_mentor_id"')
+    path = tmp_path / "joined.jsonl"
+    lines = [activity(), split[:cut], split[cut + 2 :], f"{activity()},{activity()}", activity()]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HistoryImportError) as failed:
+        import_activities(engine, path, clock=clock)
+    assert [p.split(":")[0] for p in failed.value.problems] == ["line 2", "line 3", "line 4"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mentor_activity_counts)).scalar() == 0
