@@ -18,8 +18,8 @@ def _at_size(key: str, size: int, check: Check) -> Check:
 
 TARGETS: dict[str, dict[str, Check]] = {
     "ingest": {
-        "ratio >= 1.0": lambda r: r["ratio"] >= 1.0,
-        "p99_ms <= 1500": lambda r: r["p99_ms"] <= 1500,
+        "ratio >= 1.5": lambda r: r["ratio"] >= 1.5,
+        "p99_ms <= 1000": lambda r: r["p99_ms"] <= 1000,
     },
     "scale": {
         "ratio >= 1.6": lambda r: r["ratio"] >= 1.6,
