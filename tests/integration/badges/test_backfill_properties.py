@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, insert
 
 from schema.tables import activity_ledger, award_periods, earned_badges, tier_assignments
+from tests.criteria_strategies import criteria_trees
 from tests.helpers import badge
 from tests.integration.harness import apply, organisation
 from worker.badges.awards import enabled_definitions
@@ -35,44 +36,19 @@ MENTORS = 4
 TYPES = ("peer_session", "phone_call", "training_completed")
 COURSES = ("c1", "c2", "c3")
 
-types = st.lists(st.sampled_from(TYPES[:2]), max_size=2, unique=True)
-leaves = st.one_of(
-    st.builds(
-        lambda t, n: {"type": "threshold", "version": 1, "activity_types": t, "min_count": n},
-        types,
-        st.integers(1, 8),
-    ),
-    st.builds(
-        lambda p, t, n: {
-            "type": "streak",
-            "version": 1,
-            "period": p,
-            "activity_types": t,
-            "min_length": n,
-        },
-        st.sampled_from(["week", "month"]),
-        types,
-        st.integers(1, 5),
-    ),
-    st.builds(
-        lambda c: {"type": "training_completion", "version": 1, "course_ids": c},
-        st.lists(st.sampled_from(COURSES), min_size=1, max_size=2, unique=True),
-    ),
-    st.builds(
-        lambda t: {"type": "tier", "version": 1, "min_tier": t},
-        st.sampled_from(["bronze", "silver", "gold"]),
-    ),
-    st.just({"type": "raw", "version": 1, "raw": {"manual": True}}),
+criteria = criteria_trees(
+    max_count=8,
+    max_streak=5,
+    courses=COURSES,
+    extra_leaves=[
+        st.builds(
+            lambda t: {"type": "tier", "version": 1, "min_tier": t},
+            st.sampled_from(["bronze", "silver", "gold"]),
+        ),
+        st.just({"type": "raw", "version": 1, "raw": {"manual": True}}),
+    ],
 )
-criteria = st.recursive(
-    leaves,
-    lambda children: st.builds(
-        lambda kind, parts: {"type": kind, "version": 1, "criteria": parts},
-        st.sampled_from(["all_of", "any_of"]),
-        st.lists(children, min_size=1, max_size=3),
-    ),
-    max_leaves=4,
-)
+
 history = st.lists(
     st.tuples(
         st.integers(0, MENTORS - 1),

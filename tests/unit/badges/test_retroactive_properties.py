@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from schema.migrate import upgrade
 from schema.tables import earned_badges, notification_outbox
+from tests.criteria_strategies import criteria_trees
 from tests.helpers import saved_event
 from worker.badges.retroactive import load_definitions, preview
 from worker.configuration.apply import apply_configuration
@@ -45,39 +46,8 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     return engine
 
 
-types = st.lists(st.sampled_from(TYPES[:2]), max_size=2, unique=True)
-leaves = st.one_of(
-    st.builds(
-        lambda t, n: {"type": "threshold", "version": 1, "activity_types": t, "min_count": n},
-        types,
-        st.integers(1, 6),
-    ),
-    st.builds(
-        lambda p, t, n: {
-            "type": "streak",
-            "version": 1,
-            "period": p,
-            "activity_types": t,
-            "min_length": n,
-        },
-        st.sampled_from(["week", "month"]),
-        types,
-        st.integers(1, 4),
-    ),
-    st.builds(
-        lambda c: {"type": "training_completion", "version": 1, "course_ids": c},
-        st.lists(st.sampled_from(["c1", "c2"]), min_size=1, max_size=2, unique=True),
-    ),
-)
-criteria = st.recursive(
-    leaves,
-    lambda children: st.builds(
-        lambda kind, parts: {"type": kind, "version": 1, "criteria": parts},
-        st.sampled_from(["all_of", "any_of"]),
-        st.lists(children, min_size=1, max_size=3),
-    ),
-    max_leaves=4,
-)
+criteria = criteria_trees(max_count=6, max_streak=4, courses=["c1", "c2"])
+
 history = st.lists(
     st.tuples(
         st.integers(0, MENTORS - 1),
