@@ -13,8 +13,8 @@ holds one ``activity`` object per line (the same shape as in events).
    set-based as well (:mod:`worker.badges.backfill`: one ``INSERT … SELECT``
    per badge definition decides and awards it for the whole group, the
    stats never leave the database): awards flagged ``backfill``, with
-   in-app notifications and push rows written as ``skipped``, no audit rows
-   and nothing revoked.  On PostgreSQL the next group loads on the staging
+   in-app notifications (and, with the push channel enabled, push rows
+   written as ``skipped``), no audit rows and nothing revoked.  On PostgreSQL the next group loads on the staging
    connection in a background thread while this one is evaluated, so two
    transactions work at the same time; the loader also refreshes the
    planner's statistics of the tables evaluation reads as they grow.
