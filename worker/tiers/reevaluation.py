@@ -2,7 +2,9 @@
 
 For each award period that is active today (stored flag on, today's local
 date in [start, end]), one ``INSERT … SELECT … ON CONFLICT`` (the SELECT is
-built in :mod:`worker.tiers.query`) computes, for every candidate mentor of
+built in :mod:`worker.tiers.query`; on PostgreSQL it first fills a temporary
+table with ``CREATE TABLE … AS``, which may run it in parallel: see
+:func:`worker.db.sql.query_result`) computes, for every candidate mentor of
 the organisation at once:
 
 * the qualifying activity count inside the period (per tier: its
@@ -21,9 +23,10 @@ then the badges a promotion can unlock (definitions with a ``tier``
 criterion), plain ``tier`` badges set-based by :mod:`worker.tiers.followup`.
 
 The number of statements depends on the number of periods and tier badge
-definitions, not of mentors: per period one candidate count, one upsert, one
-run record, one outbox insert (:func:`worker.notifications.outbox.write_outbox`), and per plain ``tier`` badge one award insert
-and one outbox insert; composite criteria with a ``tier`` part are evaluated
+definitions, not of mentors: per period one candidate count, one upsert (on
+PostgreSQL with its temporary table's create and drop), one run record, one
+outbox insert (:func:`worker.notifications.outbox.write_outbox`), and per
+plain ``tier`` badge one award insert and one outbox insert; composite criteria with a ``tier`` part are evaluated
 for the promoted mentors in batches (:data:`worker.core.models.BATCH_SIZE`).
 
 Incremental rule: a period's run record stores when it last ran and a
