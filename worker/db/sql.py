@@ -114,14 +114,14 @@ def query_result(conn: Connection, name: str, query: Select[Any]) -> Iterator[An
     parallel, but does run a ``CREATE TABLE … AS`` query in parallel: an
     expensive aggregate written into a temporary table first, then inserted
     from there, uses every core.  The table lives in the caller's
-    transaction and is dropped when the block ends.  Elsewhere the query is
-    simply used as a subquery.
+    transaction and is dropped when the block ends (or with the transaction,
+    ``ON COMMIT DROP``).  Elsewhere the query is simply used as a subquery.
     """
     if not is_postgres(conn):
         yield query.subquery(name)
         return
     conn.execute(_CreateTemporaryTableAs(name, query))
-    try:
-        yield table(name, *(column(c.name, c.type) for c in query.selected_columns))
-    finally:
-        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    yield table(name, *(column(c.name, c.type) for c in query.selected_columns))
+    # Not on an error: the transaction is then rolled back, which removes the
+    # table too (and a failed transaction would refuse the DROP anyway).
+    conn.execute(text(f"DROP TABLE {name}"))
