@@ -41,6 +41,17 @@ def saved_event(
     }
 
 
+def event_variant(org: uuid.UUID, mentor: uuid.UUID, **changes: Any) -> dict[str, Any]:
+    """A saved event with top-level fields changed; ``a_<name>`` changes ``activity.<name>``."""
+    e = saved_event(org=org, mentor=mentor)
+    for key, value in changes.items():
+        if key.startswith("a_"):
+            e["activity"][key[2:]] = value
+        else:
+            e[key] = value
+    return e
+
+
 def deleted_event(
     *,
     activity_id: uuid.UUID,

@@ -134,11 +134,9 @@ def write_outbox(
     """
     if not notifications:
         return []
-    push = Channel.PUSH in written_channels()
-    if conn.dialect.name == "postgresql":
-        refs = _write_postgres(conn, notifications, now=now, backfill=backfill, push=push)
-    else:
-        refs = _write_rows(conn, notifications, now=now, backfill=backfill, push=push)
+    channels = written_channels()
+    write = _write_postgres if conn.dialect.name == "postgresql" else _write_rows
+    refs = write(conn, notifications, now=now, backfill=backfill, channels=channels)
     dispatch_after_commit(conn, refs)
     return refs
 
@@ -153,10 +151,9 @@ def _write_rows(
     *,
     now: datetime,
     backfill: bool,
-    push: bool,
+    channels: tuple[Channel, ...],
 ) -> list[OutboxRef]:
     push_state, push_error = _push_state(backfill)
-    channels = (Channel.IN_APP, Channel.PUSH) if push else (Channel.IN_APP,)
     rows = [
         {
             "id": uuid4(),
@@ -232,7 +229,7 @@ def _write_postgres(
     *,
     now: datetime,
     backfill: bool,
-    push: bool,
+    channels: tuple[Channel, ...],
 ) -> list[OutboxRef]:
     push_state, push_error = _push_state(backfill)
     rows = conn.execute(
@@ -243,7 +240,7 @@ def _write_postgres(
             # and is several times faster than json.dumps for many items.
             "items": to_json(notifications).decode(),
             "backfill": backfill,
-            "push": push,
+            "push": Channel.PUSH in channels,
             "push_state": push_state.value,
             "push_error": push_error,
             "now": now,

@@ -14,7 +14,7 @@ from tests.helpers import badge, threshold
 from tests.integration.harness import apply, organisation
 from worker.badges.awards import get_definition_by_code, insert_awards
 from worker.notifications import outbox
-from worker.notifications.types import OutboxRef
+from worker.notifications.types import Channel, OutboxRef
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -43,13 +43,14 @@ def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool, p
     assert len(awards) == 12
 
     written = []
+    channels = (Channel.IN_APP, Channel.PUSH) if push else (Channel.IN_APP,)
     notifications = [outbox.badge_earned(e) for e in awards]
     for write in (outbox._write_rows, outbox._write_postgres):
         savepoint = conn.begin_nested()
-        refs = write(conn, notifications, now=NOW, backfill=backfill, push=push)
+        refs = write(conn, notifications, now=NOW, backfill=backfill, channels=channels)
         written.append(outbox_rows(conn, refs))
         # Writing the same awards again adds nothing and dispatches nothing.
-        assert write(conn, notifications, now=NOW, backfill=backfill, push=push) == []
+        assert write(conn, notifications, now=NOW, backfill=backfill, channels=channels) == []
         savepoint.rollback()
 
     (old_rows, old_refs), (new_rows, new_refs) = written
@@ -62,10 +63,11 @@ def test_bulk_rows_equal_the_row_by_row_ones(conn: Connection, backfill: bool, p
 
 
 def test_push_rows_are_written_only_while_a_push_gateway_is_configured(
-    conn: Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    conn: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
-    from worker.core.settings import get_settings
-
     org = uuid.uuid4()
     apply(conn, {"organisations": [organisation(org)], "badges": [badge(org, "one", threshold(1))]})
     conn.execute(notification_outbox.delete())
@@ -82,13 +84,8 @@ def test_push_rows_are_written_only_while_a_push_gateway_is_configured(
     disabled = [r for r in caplog.records if "push channel disabled" in r.getMessage()]
     assert len(disabled) == 1  # said once per process, not once per write
 
-    monkeypatch.setenv("PUSH_GATEWAY_URL", "http://127.0.0.1:9/not-listening")
-    get_settings.cache_clear()
-    try:
-        refs = outbox.write_outbox(conn, [second], now=NOW)
-    finally:
-        monkeypatch.delenv("PUSH_GATEWAY_URL")
-        get_settings.cache_clear()
+    request.getfixturevalue("push_enabled")
+    refs = outbox.write_outbox(conn, [second], now=NOW)
     assert sorted(r.channel for r in refs) == ["in_app", "push"]
     rows = conn.execute(
         select(notification_outbox.c.dedup_key, notification_outbox.c.channel)

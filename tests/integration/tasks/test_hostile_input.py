@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import Engine, select
 
 from schema.tables import quarantined_events
-from tests.helpers import saved_event, wait_for
+from tests.helpers import event_variant, saved_event, wait_for
 from tests.integration.harness import WorkerProcess, apply, lifetime_total, organisation
 from worker.app import app
 from worker.model.events import TASK_NAME
@@ -59,13 +59,7 @@ def hostile_bodies(org: uuid.UUID, mentor: uuid.UUID) -> dict[str, tuple[bytes, 
     """Kind -> (message body, content type): each breaks the contract in its own way."""
 
     def event(**changes: Any) -> dict[str, Any]:
-        e = saved_event(org=org, mentor=mentor)
-        for key, value in changes.items():
-            if key.startswith("a_"):
-                e["activity"][key[2:]] = value
-            else:
-                e[key] = value
-        return e
+        return event_variant(org, mentor, **changes)
 
     def js(value: Any) -> str:
         return json.dumps(value)

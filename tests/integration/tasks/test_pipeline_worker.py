@@ -16,7 +16,7 @@ from schema.tables import (
     earned_badges,
     quarantined_events,
 )
-from tests.helpers import BASE_TIME, badge, saved_event, streak, threshold, wait_for
+from tests.helpers import BASE_TIME, badge, event_variant, saved_event, streak, threshold, wait_for
 from tests.integration.harness import (
     WorkerProcess,
     apply,
@@ -58,13 +58,7 @@ def _queue_length(queue: str) -> int:
 
 def _malformed(org: uuid.UUID, mentor: uuid.UUID) -> dict[str, Any]:
     def variant(**changes: Any) -> dict[str, Any]:
-        e = saved_event(org=org, mentor=mentor)
-        for key, value in changes.items():
-            if key.startswith("a_"):
-                e["activity"][key[2:]] = value
-            else:
-                e[key] = value
-        return e
+        return event_variant(org, mentor, **changes)
 
     missing = saved_event(org=org, mentor=mentor)
     del missing["activity"]["activity_date"]

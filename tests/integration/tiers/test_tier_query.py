@@ -38,7 +38,6 @@ from worker.model.streaks import Period, period_start
 from worker.model.tier_rules import DailyCount, type_filters, window_stats
 from worker.model.tiers import RecognitionTier, TierAwardPeriod, highest_eligible_tier
 from worker.notifications import outbox
-from worker.notifications.types import Channel
 from worker.tiers.query import MASK_WEEKS, highest_tiers, week_span
 from worker.tiers.reevaluation import reevaluate_tiers
 
@@ -369,8 +368,9 @@ def test_set_based_outbox_rows_equal_the_per_row_writer(any_conn: Connection) ->
     )
     per_row_items = [outbox.tier_promoted(p) for p in run.promotions]
     per_row_items += [outbox.badge_earned(e) for e in run.awarded]
-    push = Channel.PUSH in outbox.written_channels()
-    outbox._write_rows(any_conn, per_row_items, now=JUNE, backfill=False, push=push)
+    outbox._write_rows(
+        any_conn, per_row_items, now=JUNE, backfill=False, channels=outbox.written_channels()
+    )
     per_row = {k: _outbox(any_conn, org, k) for k in ("tier_promoted", "badge_earned")}
     assert set_based == per_row
 
