@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, false, func, literal, select, true
 from schema.tables import Timestamp, activity_ledger
 from worker.badges.backfill import award_mentors
 from worker.core.clock import Clock
+from worker.core.garbage import collection_paused
 from worker.db.engine import is_postgres
 from worker.db.locks import lock_mentors
 from worker.db.sql import insert_for
@@ -235,6 +236,7 @@ def evaluate_group(engine: Engine, mentor_orgs: dict[UUID, UUID], *, clock: Cloc
         )
 
 
+@collection_paused()
 def import_activities(
     engine: Engine,
     path: Path,
@@ -254,7 +256,8 @@ def import_activities(
     (evaluation is idempotent, so a complete re-run awards nothing new).
     ``on_staged`` receives the file's report before loading starts (lines,
     mentors); ``on_group`` each group's committed evaluation (e.g. to send its
-    notifications).
+    notifications).  The garbage collector is paused meanwhile (see
+    :mod:`worker.core.garbage`): the lines' objects die by reference counting.
     """
     conn = engine.connect()
     try:

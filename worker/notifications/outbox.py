@@ -73,13 +73,14 @@ class Notification(NamedTuple):
 
 def badge_earned(earned: EarnedBadge) -> Notification:
     """The ``badge_earned`` notification of an award."""
+    earned_id = str(earned.id)
     return Notification(
         BADGE_EARNED,
-        f"{BADGE_EARNED}:{earned.id}",
+        f"{BADGE_EARNED}:{earned_id}",
         earned.organisation_id,
         earned.peer_mentor_id,
         {
-            "earned_badge_id": str(earned.id),
+            "earned_badge_id": earned_id,
             "badge_definition_id": str(earned.badge_definition_id),
             "code": earned.code,
             "name": earned.name,
@@ -90,14 +91,15 @@ def badge_earned(earned: EarnedBadge) -> Notification:
 
 def tier_promoted(p: Promotion) -> Notification:
     """The ``tier_promoted`` notification of a promotion."""
+    level = int(p.tier)
     return Notification(
         TIER_PROMOTED,
-        f"{TIER_PROMOTED}:{p.assignment_id}:{int(p.tier)}",
+        f"{TIER_PROMOTED}:{p.assignment_id}:{level}",
         p.organisation_id,
         p.peer_mentor_id,
         {
             "tier": p.tier.label,
-            "tier_level": int(p.tier),
+            "tier_level": level,
             "award_period_id": str(p.award_period_id),
             "award_period_name": p.award_period_name,
             "assigned_at": p.assigned_at.isoformat(),

@@ -54,6 +54,7 @@ from schema.tables import tier_assignments, tier_evaluation_runs
 from worker.badges.awards import EarnedBadge
 from worker.badges.evaluation import evaluate_mentors
 from worker.core.clock import Clock, as_utc, local_today
+from worker.core.garbage import collection_paused
 from worker.core.models import batches
 from worker.core.settings import get_settings
 from worker.db.sql import insert_for, new_uuid, query_result
@@ -96,6 +97,7 @@ class TierRun:
         return [p for run in self.periods for p in run.promotions]
 
 
+@collection_paused()
 def reevaluate_tiers(
     conn: Connection,
     *,
@@ -110,6 +112,8 @@ def reevaluate_tiers(
     Runs in the caller's transaction.  ``full`` re-evaluates every mentor even
     when the incremental rule would not; ``organisation_id`` limits the run.
     ``tz`` (today's date) and ``overlap`` default to the configured settings.
+    The garbage collector is paused meanwhile (see :mod:`worker.core.garbage`):
+    a run keeps a few objects per promotion and award, which are no garbage.
     """
     settings = get_settings()
     tz = settings.tz if tz is None else tz
@@ -262,23 +266,19 @@ def _promote(
         tier_assignments.c.peer_mentor_id,
         tier_assignments.c.tier,
     )
+    # In mentor id order, as UUIDs order, by their integers (not UUID.__lt__, in Python).
+    rows = sorted(conn.execute(upsert).all(), key=lambda r: r.peer_mentor_id.int)
     # Every row written (inserted or promoted) has assigned_at = now.
     assigned_at = as_utc(now)
-    return sorted(
-        (
-            Promotion(
-                assignment_id=row.id,
-                peer_mentor_id=row.peer_mentor_id,
-                organisation_id=period.organisation_id,
-                award_period_id=period.id,
-                award_period_name=period.name,
-                tier=TierLevel(row.tier),
-                assigned_at=assigned_at,
-            )
-            for row in conn.execute(upsert).all()
-        ),
-        key=lambda p: p.peer_mentor_id,  # UUIDs order as their text does
-    )
+    org, period_id, name = period.organisation_id, period.id, period.name
+    return [
+        Promotion(row.id, row.peer_mentor_id, org, period_id, name, _LEVELS[row.tier], assigned_at)
+        for row in rows
+    ]
+
+
+#: Tier level by stored value (an enum call per promotion costs more than a lookup).
+_LEVELS = {level.value: level for level in TierLevel}
 
 
 def _record_run(
