@@ -8,7 +8,7 @@ per-mentor functions:
   ``worker.model.streaks.longest_streak``), and one upsert that only promotes;
 * for a promotion: its ``tier_promoted`` outbox rows
   (``worker.notifications.outbox.write_outbox`` of
-  ``worker.notifications.outbox.tier_promoted``), the evaluation of the
+  ``worker.notifications.outbox.tier_promotions``), the evaluation of the
   definitions a promotion can newly satisfy (``worker.badges.evaluation.
   evaluate_mentors``, the tier definitions only, as the real run) and the
   ``badge_earned`` outbox rows of its awards
@@ -31,7 +31,7 @@ from sqlalchemy import Connection, text
 from worker.badges.evaluation import evaluate_mentors
 from worker.model.streaks import Period, longest_streak
 from worker.model.tiers import Promotion, RecognitionTier, TierAwardPeriod, TierLevel
-from worker.notifications.outbox import notify_awards, tier_promoted, write_outbox
+from worker.notifications.outbox import notify_awards, tier_promotions, write_outbox
 
 _DAILY = text(
     "SELECT activity_date, activity_type, activity_count FROM daily_activity_counts "
@@ -119,7 +119,7 @@ def evaluate_mentor(
         tier=TierLevel(best),
         assigned_at=promoted.assigned_at,
     )
-    refs = write_outbox(conn, [tier_promoted(promotion)], now=now)
+    refs = write_outbox(conn, tier_promotions([promotion]), now=now)
     awards = []
     if tier_definitions:
         awards = evaluate_mentors(

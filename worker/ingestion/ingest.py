@@ -34,7 +34,7 @@ from worker.db.locks import lock_mentors, try_lock_mentors
 from worker.db.sql import insert_for
 from worker.ingestion.quarantine import quarantine
 from worker.model.events import ActivityDeleted, ActivitySaved, InvalidEvent, parse_event
-from worker.model.ledger import LedgerRow, resolve_batch, row_from_event
+from worker.model.ledger import LedgerRow, Resolution, resolve_batch, row_from_event
 from worker.notifications.outbox import notify_awards
 from worker.notifications.types import OutboxRef
 from worker.stats.counts import apply_delta
@@ -94,6 +94,23 @@ def ingest_events(
     """
     now = clock.now()
     result = IngestResult(received=len(incoming))
+    valid = _admit(conn, incoming, result, now=now, wait_for_locks=wait_for_locks)
+    if not valid:
+        return result
+    resolution = _apply(conn, valid, result, now=now)
+    _evaluate(conn, resolution, result, now=now, backfill=backfill)
+    return result
+
+
+def _admit(
+    conn: Connection,
+    incoming: Sequence[IncomingEvent],
+    result: IngestResult,
+    *,
+    now: datetime,
+    wait_for_locks: bool,
+) -> list[Event]:
+    """Steps 1 and 2: quarantine what is invalid, lock the mentors; the events to process."""
     parsed, rejected = _validate(incoming)
     known, unknown_org = _known_organisations(conn, parsed)
     rejected += unknown_org
@@ -107,13 +124,15 @@ def ingest_events(
         acquired = try_lock_mentors(conn, mentors)
         result.deferred = [i for e, i in known if e.activity.peer_mentor_id not in acquired]
         known = [(e, i) for e, i in known if e.activity.peer_mentor_id in acquired]
-    valid = [e for e, _ in known]
-    if not valid:
-        return result
+    return [e for e, _ in known]
 
+
+def _apply(
+    conn: Connection, valid: list[Event], result: IngestResult, *, now: datetime
+) -> Resolution:
+    """Steps 3 to 5: record the event ids, resolve against the ledger, write it and the stats."""
     fresh = _record_event_ids(conn, valid, now)
     result.duplicates = len(valid) - len(fresh)
-
     stored = _load_ledger(conn, {e.activity.id for e in fresh})
     resolution = resolve_batch(stored, (row_from_event(e) for e in fresh))
     result.stale = resolution.stale
@@ -126,15 +145,22 @@ def ingest_events(
             ),
             now=now,
         )
-    changes, delta = resolution.changes, resolution.delta
-    result.applied = len(changes)
-    _write_ledger(conn, changes, now)
-    apply_delta(conn, delta, now)
+    result.applied = len(resolution.changes)
+    _write_ledger(conn, resolution.changes, now)
+    apply_delta(conn, resolution.delta, now)
+    return resolution
 
-    decreased = delta.decreased_mentors
-    counted = delta.mentors | decreased
+
+def _evaluate(
+    conn: Connection, resolution: Resolution, result: IngestResult, *, now: datetime, backfill: bool
+) -> None:
+    """Steps 6 and 7: evaluate the mentors whose stats changed; outbox rows for the new awards."""
+    decreased = resolution.delta.decreased_mentors
+    counted = resolution.delta.mentors | decreased
     changed_mentors = {
-        row.peer_mentor_id: row.organisation_id for row in changes if row.peer_mentor_id in counted
+        row.peer_mentor_id: row.organisation_id
+        for row in resolution.changes
+        if row.peer_mentor_id in counted
     }
     evaluation = evaluate_mentors(
         conn,
@@ -147,7 +173,6 @@ def ingest_events(
     result.revoked = evaluation.revoked
     result.award_conflicts = evaluation.conflicts
     result.outbox = notify_awards(conn, evaluation.awarded, now=now, backfill=backfill)
-    return result
 
 
 Parsed = tuple[Event, IncomingEvent]

@@ -4,7 +4,7 @@ Each notification is one row per channel (``in_app``, and ``push`` while a
 push gateway is configured: see :func:`written_channels`), keyed by a dedup
 key such as ``badge_earned:<earned badge id>`` so writing it twice is
 harmless.  :func:`write_outbox` is the one writer; each notification kind has
-one payload builder here (:func:`badge_earned`, :func:`tier_promoted`).  The
+one payload builder here (:func:`badge_earned`, :func:`tier_promotions`).  The
 rows it writes are dispatched once the unit of work commits
 (:mod:`worker.notifications.dispatch`); the relay re-sends rows whose delivery
 task never got out.
@@ -25,7 +25,7 @@ from schema.tables import notification_outbox
 from worker.badges.awards import EarnedBadge
 from worker.core.settings import get_settings
 from worker.db.sql import insert_for
-from worker.model.tiers import Promotion
+from worker.model.tiers import Promotion, TierLevel
 from worker.notifications.dispatch import dispatch_after_commit
 from worker.notifications.types import (
     BADGE_EARNED,
@@ -89,22 +89,40 @@ def badge_earned(earned: EarnedBadge) -> Notification:
     )
 
 
-def tier_promoted(p: Promotion) -> Notification:
-    """The ``tier_promoted`` notification of a promotion."""
-    level = int(p.tier)
-    return Notification(
-        TIER_PROMOTED,
-        f"{TIER_PROMOTED}:{p.assignment_id}:{level}",
-        p.organisation_id,
-        p.peer_mentor_id,
-        {
-            "tier": p.tier.label,
-            "tier_level": level,
-            "award_period_id": str(p.award_period_id),
-            "award_period_name": p.award_period_name,
-            "assigned_at": p.assigned_at.isoformat(),
-        },
-    )
+def tier_promotions(promotions: Iterable[Promotion]) -> list[Notification]:
+    """The ``tier_promoted`` notifications of ``promotions``, in their order.
+
+    What a run's promotions share (the period, the run's clock, the
+    organisation) is turned into text once per distinct value, not once per
+    promotion: a tier run may promote tens of thousands of mentors.
+    """
+    shared: dict[tuple[UUID, str, datetime], tuple[str, str]] = {}
+    notifications = []
+    for p in promotions:
+        key = (p.award_period_id, p.award_period_name, p.assigned_at)
+        period_text = shared.get(key)
+        if period_text is None:
+            period_text = shared[key] = (str(p.award_period_id), p.assigned_at.isoformat())
+        level = int(p.tier)
+        notifications.append(
+            Notification(
+                TIER_PROMOTED,
+                f"{TIER_PROMOTED}:{p.assignment_id}:{level}",
+                p.organisation_id,
+                p.peer_mentor_id,
+                {
+                    "tier": _TIER_LABELS[level],
+                    "tier_level": level,
+                    "award_period_id": period_text[0],
+                    "award_period_name": p.award_period_name,
+                    "assigned_at": period_text[1],
+                },
+            )
+        )
+    return notifications
+
+
+_TIER_LABELS = {int(level): level.label for level in TierLevel}
 
 
 def notify_awards(

@@ -60,7 +60,7 @@ from worker.core.settings import get_settings
 from worker.db.sql import insert_for, new_uuid, query_result
 from worker.model.tier_rules import config_fingerprint
 from worker.model.tiers import Promotion, RecognitionTier, TierAwardPeriod, TierLevel
-from worker.notifications.outbox import notify_awards, tier_promoted, write_outbox
+from worker.notifications.outbox import notify_awards, tier_promotions, write_outbox
 from worker.notifications.types import OutboxRef
 from worker.tiers.followup import (
     award_tier_badge,
@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: Name of the periodic job's advisory lock (``worker.db.engine.try_lock_job``).
 JOB_NAME = "reevaluate_tiers"
+#: Tier level by stored value (an enum call per promotion costs more than a lookup).
+_LEVELS = {level.value: level for level in TierLevel}
 
 
 @dataclass
@@ -113,7 +115,7 @@ def reevaluate_tiers(
     when the incremental rule would not; ``organisation_id`` limits the run.
     ``tz`` (today's date) and ``overlap`` default to the configured settings.
     The garbage collector is paused meanwhile (see :mod:`worker.core.garbage`):
-    a run keeps a few objects per promotion and award, which are no garbage.
+    a run keeps a few objects per promotion and award, none of them garbage.
     """
     settings = get_settings()
     tz = settings.tz if tz is None else tz
@@ -160,7 +162,7 @@ def _follow_up(conn: Connection, run: PeriodRun, *, now: datetime, result: TierR
     if not run.promotions:
         return
     period = run.period
-    result.outbox += write_outbox(conn, [tier_promoted(p) for p in run.promotions], now=now)
+    result.outbox += write_outbox(conn, tier_promotions(run.promotions), now=now)
     definitions = tier_definitions(conn, period.organisation_id)
     for definition in definitions:
         if is_plain_tier(definition):
@@ -275,10 +277,6 @@ def _promote(
         Promotion(row.id, row.peer_mentor_id, org, period_id, name, _LEVELS[row.tier], assigned_at)
         for row in rows
     ]
-
-
-#: Tier level by stored value (an enum call per promotion costs more than a lookup).
-_LEVELS = {level.value: level for level in TierLevel}
 
 
 def _record_run(

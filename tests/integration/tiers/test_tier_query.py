@@ -366,7 +366,7 @@ def test_set_based_outbox_rows_equal_the_per_row_writer(any_conn: Connection) ->
     any_conn.execute(
         delete(notification_outbox).where(notification_outbox.c.organisation_id == org)
     )
-    per_row_items = [outbox.tier_promoted(p) for p in run.promotions]
+    per_row_items = outbox.tier_promotions(run.promotions)
     per_row_items += [outbox.badge_earned(e) for e in run.awarded]
     outbox._write_rows(
         any_conn, per_row_items, now=JUNE, backfill=False, channels=outbox.written_channels()
