@@ -14,7 +14,8 @@ Definitions whose criteria contain ``raw`` anywhere are skipped, as
 everywhere in automatic evaluation.  Awards are ``backfill`` awards
 (``earned_at`` now); writing their notifications and audit rows is the
 caller's (the history import writes in-app notifications, and skipped push
-rows while the push channel is enabled; a retroactive evaluation also audits).  Nothing is revoked here.
+rows while the push channel is enabled; a retroactive evaluation also
+audits).  Nothing is revoked here.
 
 A mentor's stats rows and their ``mentors`` row carry their one
 organisation; each definition is decided for the mentors of its

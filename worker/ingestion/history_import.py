@@ -14,10 +14,11 @@ holds one ``activity`` object per line (the same shape as in events).
    per badge definition decides and awards it for the whole group, the
    stats never leave the database): awards flagged ``backfill``, with
    in-app notifications (and, with the push channel enabled, push rows
-   written as ``skipped``), no audit rows and nothing revoked.  On PostgreSQL the next group loads on the staging
-   connection in a background thread while this one is evaluated, so two
-   transactions work at the same time; the loader also refreshes the
-   planner's statistics of the tables evaluation reads as they grow.
+   written as ``skipped``), no audit rows and nothing revoked.  On
+   PostgreSQL the next group loads on the staging connection in a
+   background thread while this one is evaluated, so two transactions work
+   at the same time; the loader also refreshes the planner's statistics of
+   the tables evaluation reads as they grow.
 
 Imported rows carry a fixed, very old ``occurred_at``, so any live event for
 the same activity wins (last writer wins), and an activity already in the

@@ -31,9 +31,9 @@ class TierLevel(IntEnum):
 
     @property
     def label(self) -> str:
-        # ``_name_``, not ``name``: the enum's ``name`` descriptor costs
+        # Looked up, not ``name.lower()``: the enum's ``name`` descriptor costs
         # microseconds per access, which adds up over a tier run's promotions.
-        return self._name_.lower()
+        return _LABELS[self._value_]
 
     @classmethod
     def from_name(cls, name: str) -> TierLevel:
@@ -45,6 +45,9 @@ class TierLevel(IntEnum):
 
     def next(self) -> TierLevel | None:
         return TierLevel(self.value + 1) if self.value < max(TierLevel).value else None
+
+
+_LABELS = {level._value_: level._name_.lower() for level in TierLevel}
 
 
 class RecognitionTier(FrozenModel):

@@ -25,7 +25,7 @@ from schema.tables import notification_outbox
 from worker.badges.awards import EarnedBadge
 from worker.core.settings import get_settings
 from worker.db.sql import insert_for
-from worker.model.tiers import Promotion, TierLevel
+from worker.model.tiers import Promotion
 from worker.notifications.dispatch import dispatch_after_commit
 from worker.notifications.types import (
     BADGE_EARNED,
@@ -92,14 +92,14 @@ def badge_earned(earned: EarnedBadge) -> Notification:
 def tier_promotions(promotions: Iterable[Promotion]) -> list[Notification]:
     """The ``tier_promoted`` notifications of ``promotions``, in their order.
 
-    What a run's promotions share (the period, the run's clock, the
-    organisation) is turned into text once per distinct value, not once per
-    promotion: a tier run may promote tens of thousands of mentors.
+    What a run's promotions share (the period's id, the run's clock) is
+    turned into text once per distinct value, not once per promotion: a tier
+    run may promote tens of thousands of mentors.
     """
-    shared: dict[tuple[UUID, str, datetime], tuple[str, str]] = {}
+    shared: dict[tuple[UUID, datetime], tuple[str, str]] = {}
     notifications = []
     for p in promotions:
-        key = (p.award_period_id, p.award_period_name, p.assigned_at)
+        key = (p.award_period_id, p.assigned_at)
         period_text = shared.get(key)
         if period_text is None:
             period_text = shared[key] = (str(p.award_period_id), p.assigned_at.isoformat())
@@ -111,7 +111,7 @@ def tier_promotions(promotions: Iterable[Promotion]) -> list[Notification]:
                 p.organisation_id,
                 p.peer_mentor_id,
                 {
-                    "tier": _TIER_LABELS[level],
+                    "tier": p.tier.label,
                     "tier_level": level,
                     "award_period_id": period_text[0],
                     "award_period_name": p.award_period_name,
@@ -120,9 +120,6 @@ def tier_promotions(promotions: Iterable[Promotion]) -> list[Notification]:
             )
         )
     return notifications
-
-
-_TIER_LABELS = {int(level): level.label for level in TierLevel}
 
 
 def notify_awards(

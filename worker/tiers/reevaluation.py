@@ -26,8 +26,9 @@ The number of statements depends on the number of periods and tier badge
 definitions, not of mentors: per period one candidate count, one upsert (on
 PostgreSQL with its temporary table's create and drop), one run record, one
 outbox insert (:func:`worker.notifications.outbox.write_outbox`), and per
-plain ``tier`` badge one award insert and one outbox insert; composite criteria with a ``tier`` part are evaluated
-for the promoted mentors in batches (:data:`worker.core.models.BATCH_SIZE`).
+plain ``tier`` badge one award insert and one outbox insert; composite
+criteria with a ``tier`` part are evaluated for the promoted mentors in
+batches (:data:`worker.core.models.BATCH_SIZE`).
 
 Incremental rule: a period's run record stores when it last ran and a
 fingerprint of its dates and tier thresholds.  Candidates are the mentors
